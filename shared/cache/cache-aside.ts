@@ -1,0 +1,127 @@
+import { randomUUID } from 'node:crypto'
+import type { Logger } from '../logger'
+import type { Metrics } from '../metrics'
+import type { Redis } from '../redis/client'
+
+export type CacheOptions = {
+  redis: Redis
+  metrics: Metrics
+  logger: Logger
+  /** Label for metrics and the key prefix, e.g. `product-info`. */
+  name: string
+  ttlMs: number
+  /** How long a cross-process loader may hold the key's lock before others load themselves. */
+  lockMs?: number
+}
+
+// Sets the value only if no invalidation happened since the loader read the generation: a loader that read
+// the row before an update committed must not put that old row back after the update's invalidation.
+const SET_IF_GENERATION = `
+local current = redis.call('GET', KEYS[2])
+if (current or '') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0`
+
+const RELEASE_LOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+/** Marks a failure of the source of truth, so that it is not mistaken for a Redis failure and retried. */
+class SourceError extends Error {}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Cache-aside over Redis with stampede protection: one loader per key in this process (shared promise)
+ * and one across processes (a short Redis lock; the others poll briefly for the value). When Redis fails,
+ * every call loads from the source of truth instead: slower, never wrong, never an error.
+ */
+export function createCache<T>(options: CacheOptions) {
+  const { redis, metrics, logger, name, ttlMs } = options
+  const lockMs = options.lockMs ?? 2_000
+  const inflight = new Map<string, Promise<T | null>>()
+  const valueKey = (key: string) => `cache:${name}:${key}`
+  const generationKey = (key: string) => `cache:${name}:${key}:gen`
+  const lockKey = (key: string) => `cache:${name}:${key}:lock`
+
+  const count = (outcome: 'hit' | 'miss' | 'error') => metrics.cache.inc({ cache: name, outcome })
+
+  const loadAndStore = async (key: string, load: () => Promise<T | null>): Promise<T | null> => {
+    const token = randomUUID()
+    const locked = (await redis.set(lockKey(key), token, 'PX', lockMs, 'NX')) === 'OK'
+    if (!locked) {
+      // Another process is loading this key: wait a little for its value before loading ourselves.
+      for (let waited = 0; waited < lockMs; waited += 25) {
+        await sleep(25)
+        const cached = await redis.get(valueKey(key))
+        if (cached !== null) return JSON.parse(cached) as T
+      }
+    }
+    try {
+      const generation = (await redis.get(generationKey(key))) ?? ''
+      metrics.cacheLoads.inc({ cache: name })
+      const value = await load().catch((error: unknown) => {
+        throw new SourceError('load failed', { cause: error })
+      })
+      if (value !== null) {
+        await redis.eval(
+          SET_IF_GENERATION,
+          2,
+          valueKey(key),
+          generationKey(key),
+          generation,
+          JSON.stringify(value),
+          ttlMs,
+        )
+      }
+      return value
+    } finally {
+      if (locked) await redis.eval(RELEASE_LOCK, 1, lockKey(key), token).catch(() => undefined)
+    }
+  }
+
+  const getThroughRedis = async (key: string, load: () => Promise<T | null>): Promise<T | null> => {
+    const cached = await redis.get(valueKey(key))
+    if (cached !== null) {
+      count('hit')
+      return JSON.parse(cached) as T
+    }
+    count('miss')
+    return loadAndStore(key, load)
+  }
+
+  return {
+    /** The cached value, or what `load` returns (null: nothing there, not cached). */
+    async get(key: string, load: () => Promise<T | null>): Promise<T | null> {
+      const running = inflight.get(key)
+      if (running !== undefined) return running
+      const attempt = getThroughRedis(key, load).catch(async (error: unknown) => {
+        if (error instanceof SourceError) throw error.cause
+        count('error')
+        logger.warn('cache unavailable, reading the source of truth', { cache: name, error })
+        metrics.cacheLoads.inc({ cache: name })
+        return load()
+      })
+      inflight.set(key, attempt)
+      try {
+        return await attempt
+      } finally {
+        inflight.delete(key)
+      }
+    },
+
+    /** Drops the value and bumps the generation, so no loader that started earlier can put old data back. */
+    async invalidate(key: string): Promise<void> {
+      await redis
+        .multi()
+        .incr(generationKey(key))
+        .pexpire(generationKey(key), ttlMs + 60_000)
+        .del(valueKey(key))
+        .exec()
+    },
+  }
+}
+
+export type Cache<T> = ReturnType<typeof createCache<T>>

@@ -1,0 +1,131 @@
+import * as v from 'valibot'
+
+/** Used only when NODE_ENV is not production; loadConfig refuses it in production. */
+export const DEVELOPMENT_JWT_SECRET = 'dev-only-secret-change-me-0123456789abcdef'
+
+const intVar = (min: number, max: number, fallback: number) =>
+  v.pipe(
+    v.optional(v.string(), String(fallback)),
+    v.regex(/^\d+$/, 'must be a whole number'),
+    v.transform(Number),
+    v.number(),
+    v.minValue(min, `must be at least ${min}`),
+    v.maxValue(max, `must be at most ${max}`),
+  )
+
+const urlVar = (protocols: readonly string[], fallback?: string) =>
+  v.pipe(
+    fallback === undefined ? v.string() : v.optional(v.string(), fallback),
+    v.check(
+      (value) => {
+        try {
+          return protocols.includes(new URL(value).protocol)
+        } catch {
+          return false
+        }
+      },
+      `must be a URL starting with ${protocols.join(' or ')}//`,
+    ),
+  )
+
+const isTimeZone = (value: string): boolean => {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: value })
+    return true
+  } catch {
+    return false
+  }
+}
+
+const EnvSchema = v.object({
+  NODE_ENV: v.optional(v.string(), 'development'),
+  PORT: intVar(0, 65535, 8080),
+  DATABASE_URL: urlVar(['mysql:', 'mariadb:'], 'mysql://root@127.0.0.1:3306/commerce'),
+  DATABASE_REPLICA_URL: v.optional(urlVar(['mysql:', 'mariadb:'])),
+  REDIS_URL: urlVar(['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+  RABBITMQ_URL: urlVar(['amqp:', 'amqps:'], 'amqp://guest:guest@127.0.0.1:5672'),
+  JWT_SECRET: v.optional(v.pipe(v.string(), v.minLength(32, 'must be at least 32 characters'))),
+  BUSINESS_TIMEZONE: v.pipe(
+    v.optional(v.string(), 'Asia/Seoul'),
+    v.check(isTimeZone, 'must be an IANA time zone'),
+  ),
+  PRODUCT_CACHE_TTL_SECONDS: intVar(1, 7 * 24 * 3600, 3600),
+  POPULAR_CACHE_TTL_SECONDS: intVar(1, 24 * 3600, 600),
+  RATE_LIMIT_PER_SECOND: intVar(0, 1_000_000, 50),
+  RATE_LIMIT_BURST: intVar(0, 1_000_000, 100),
+  LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error', 'silent']), 'info'),
+})
+
+export type Config = {
+  env: string
+  port: number
+  databaseUrl: string
+  databaseReplicaUrl: string | undefined
+  redisUrl: string
+  rabbitmqUrl: string
+  jwtSecret: string
+  businessTimeZone: string
+  productCacheTtlSeconds: number
+  popularCacheTtlSeconds: number
+  rateLimitPerSecond: number
+  rateLimitBurst: number
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/**
+ * Reads and validates the environment once at start. Empty strings count as unset, so that
+ * `FOO= npm start` falls back to the default instead of failing on an empty value.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(
+      ([key, value]) => key in EnvSchema.entries && value !== undefined && value !== '',
+    ),
+  )
+  const result = v.safeParse(EnvSchema, present)
+  if (!result.success) {
+    const lines = result.issues.map((issue) => {
+      const name = issue.path?.map((p) => String(p.key)).join('.') ?? 'environment'
+      // Never echo the value: it may be a secret (JWT_SECRET, passwords inside URLs).
+      return `  ${name}: ${issue.message}`
+    })
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
+  }
+  const e = result.output
+  const production = e.NODE_ENV === 'production'
+  if (production && (e.JWT_SECRET === undefined || e.JWT_SECRET === DEVELOPMENT_JWT_SECRET)) {
+    throw new ConfigError(
+      'Invalid configuration:\n  JWT_SECRET: must be set to a secret of your own when NODE_ENV=production',
+    )
+  }
+  return {
+    env: e.NODE_ENV,
+    port: e.PORT,
+    databaseUrl: e.DATABASE_URL,
+    databaseReplicaUrl: e.DATABASE_REPLICA_URL,
+    redisUrl: e.REDIS_URL,
+    rabbitmqUrl: e.RABBITMQ_URL,
+    jwtSecret: e.JWT_SECRET ?? DEVELOPMENT_JWT_SECRET,
+    businessTimeZone: e.BUSINESS_TIMEZONE,
+    productCacheTtlSeconds: e.PRODUCT_CACHE_TTL_SECONDS,
+    popularCacheTtlSeconds: e.POPULAR_CACHE_TTL_SECONDS,
+    rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
+    rateLimitBurst: e.RATE_LIMIT_BURST,
+    logLevel: e.LOG_LEVEL,
+  }
+}
+
+/** A URL with its password masked, for messages that tell the operator where we looked. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return '(unparseable URL)'
+  }
+}

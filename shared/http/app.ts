@@ -1,0 +1,165 @@
+import { type Context, Hono } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import { matchedRoutes } from 'hono/route'
+import type { Deps } from '../deps'
+import { AppError, isAppError } from '../errors'
+import type { AppEnv } from './context'
+import { isDependencyDown, problemResponse } from './problem'
+
+export const MAX_BODY_BYTES = 64 * 1024
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+const PING_TIMEOUT_MS = 1_000
+
+export type ServiceDeps = Pick<Deps, 'logger' | 'metrics' | 'lifecycle' | 'ping'>
+
+const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
+  Promise.race([
+    promise,
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref(),
+    ),
+  ])
+
+const hasBody = (c: Context) => {
+  const length = c.req.header('Content-Length')
+  return c.req.header('Transfer-Encoding') !== undefined || (length !== undefined && length !== '0')
+}
+
+const isJson = (contentType: string | undefined) => {
+  const media = contentType?.split(';')[0]?.trim().toLowerCase()
+  return (
+    media === 'application/json' || (media?.startsWith('application/') === true && media.endsWith('+json'))
+  )
+}
+
+/** The matched route pattern (bounded label set); middleware is registered as ALL, routes by method. */
+const routeLabel = (c: Context) => {
+  const last = matchedRoutes(c).at(-1)
+  return last && last.method !== 'ALL' ? last.path : 'unmatched'
+}
+
+/**
+ * The one app every function is served by: request id, one log line and one histogram sample per
+ * request, 415/413 guards, health and metrics, problem JSON for every failure. `functions` are the
+ * Hono apps of the functions this process serves, mounted in the order given.
+ */
+export function createServiceApp(deps: ServiceDeps, functions: Hono<AppEnv>[]): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+  const { logger, metrics } = deps
+
+  app.use('*', async (c, next) => {
+    const started = performance.now()
+    const incoming = c.req.header('X-Request-Id')
+    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID()
+    c.set('requestId', requestId)
+    c.set('logger', logger.child({ requestId }))
+    c.set('auth', undefined)
+    await next()
+    c.res.headers.set('X-Request-Id', requestId)
+    const route = routeLabel(c)
+    const seconds = (performance.now() - started) / 1000
+    const status = c.res.status
+    metrics.httpDuration.observe({ method: c.req.method, route, status: String(status) }, seconds)
+    if (route !== '/metrics' && !route.startsWith('/health')) {
+      logger.info('request', {
+        requestId,
+        method: c.req.method,
+        route,
+        path: c.req.path,
+        status,
+        durationMs: Math.round(seconds * 10_000) / 10,
+        userId: c.get('auth')?.userId,
+      })
+    }
+  })
+
+  app.use('*', async (c, next) => {
+    if (BODY_METHODS.has(c.req.method) && hasBody(c) && !isJson(c.req.header('Content-Type'))) {
+      throw new AppError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'Request bodies must be sent as Content-Type: application/json',
+      )
+    }
+    await next()
+  })
+
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) =>
+        problemResponse(
+          c as Context<AppEnv>,
+          new AppError('PAYLOAD_TOO_LARGE', `Request bodies are limited to ${MAX_BODY_BYTES} bytes`),
+        ),
+    }),
+  )
+
+  app.get('/health/live', (c) => c.json({ status: 'live' }))
+
+  app.get('/health/ready', async (c) => {
+    if (deps.lifecycle.draining) {
+      return problemResponse(
+        c,
+        new AppError('SERVICE_UNAVAILABLE', 'Draining: this instance is shutting down'),
+        {
+          checks: { process: 'draining' },
+        },
+      )
+    }
+    const [mysql, redis] = await Promise.allSettled([
+      withTimeout(deps.ping.mysql(), PING_TIMEOUT_MS),
+      withTimeout(deps.ping.redis(), PING_TIMEOUT_MS),
+    ])
+    const checks = {
+      mysql: mysql.status === 'fulfilled' ? 'up' : 'down',
+      redis: redis.status === 'fulfilled' ? 'up' : 'down',
+    }
+    if (checks.mysql === 'up' && checks.redis === 'up') return c.json({ status: 'ready', checks })
+    const down = Object.keys(checks).filter((key) => checks[key as keyof typeof checks] === 'down')
+    return problemResponse(
+      c,
+      new AppError('SERVICE_UNAVAILABLE', `Not ready: ${down.join(', ')} unreachable`),
+      {
+        checks,
+      },
+    )
+  })
+
+  app.get('/metrics', async (c) => {
+    const body = await metrics.registry.metrics()
+    return c.body(body, 200, { 'Content-Type': metrics.registry.contentType })
+  })
+
+  for (const fn of functions) app.route('/', fn)
+
+  app.notFound((c) =>
+    problemResponse(c, new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)),
+  )
+
+  app.onError((error, c) => {
+    if (isAppError(error) && error.status < 500) return problemResponse(c, error)
+    const log = c.get('logger') ?? logger
+    if (isAppError(error)) {
+      log.warn('request failed', { code: error.code, detail: error.detail, error: error.extra.cause })
+      return problemResponse(c, error)
+    }
+    if (isDependencyDown(error)) {
+      log.error('dependency unavailable', { error })
+      return problemResponse(
+        c,
+        new AppError('SERVICE_UNAVAILABLE', 'A backing service is unavailable; retry shortly', {
+          retryAfterSeconds: 1,
+        }),
+      )
+    }
+    log.error('unexpected error', { error })
+    return problemResponse(
+      c,
+      new AppError('INTERNAL_ERROR', 'An unexpected error occurred; it has been logged'),
+    )
+  })
+
+  return app
+}

@@ -1,0 +1,85 @@
+import type { Context } from 'hono'
+import * as v from 'valibot'
+import { AppError, type FieldIssue } from '../errors'
+
+type AnySchema = v.GenericSchema
+
+/**
+ * Our own wording for valibot's issues. The default messages quote the received value, which would
+ * echo client input (and anything secret in it) back in error bodies and logs.
+ */
+function describe(issue: v.BaseIssue<unknown>): string {
+  if (issue.kind === 'schema') {
+    if (issue.type === 'strict_object' && issue.expected === 'never') return 'is not a known field'
+    if (issue.input === undefined) return 'is required'
+    return `must be ${issue.expected ?? 'valid'}`
+  }
+  const requirement = String(issue.requirement)
+  switch (issue.type) {
+    case 'min_value':
+      return `must be at least ${requirement}`
+    case 'max_value':
+      return `must be at most ${requirement}`
+    case 'min_length':
+      return `must have at least ${requirement} ${typeof issue.input === 'string' ? 'characters' : 'items'}`
+    case 'max_length':
+      return `must have at most ${requirement} ${typeof issue.input === 'string' ? 'characters' : 'items'}`
+    case 'integer':
+    case 'safe_integer':
+      return 'must be an integer'
+    case 'regex':
+      return 'has an invalid format'
+    default:
+      return `is invalid (${issue.type})`
+  }
+}
+
+const issuePath = (issue: v.BaseIssue<unknown>, prefix: string): string => {
+  const keys = (issue.path ?? []).map((item) => String(item.key))
+  return [prefix, ...keys].filter((part) => part !== '').join('.')
+}
+
+/** Validates `input` and reports every issue with its path; throws 400 VALIDATION_FAILED. */
+export function parse<S extends AnySchema>(schema: S, input: unknown, prefix = ''): v.InferOutput<S> {
+  const result = v.safeParse(schema, input, { message: describe })
+  if (result.success) return result.output
+  const errors: FieldIssue[] = result.issues.map((issue) => ({
+    path: issuePath(issue, prefix),
+    message: issue.message,
+  }))
+  const summary = errors
+    .slice(0, 3)
+    .map((e) => `${e.path || 'body'} ${e.message}`)
+    .join('; ')
+  throw new AppError('VALIDATION_FAILED', `Invalid request: ${summary}${errors.length > 3 ? '; …' : ''}`, {
+    errors,
+  })
+}
+
+/** Reads the body as JSON (malformed JSON is 400, never 500) and validates it. */
+export async function readJsonBody<S extends AnySchema>(c: Context, schema: S): Promise<v.InferOutput<S>> {
+  const text = await c.req.text()
+  if (text.trim() === '') {
+    throw new AppError('VALIDATION_FAILED', 'A JSON request body is required', {
+      errors: [{ path: '', message: 'is required' }],
+    })
+  }
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    throw new AppError('VALIDATION_FAILED', 'The request body is not valid JSON', {
+      errors: [{ path: '', message: 'must be valid JSON' }],
+    })
+  }
+  return parse(schema, body)
+}
+
+/** Query strings: a repeated key (`?limit=1&limit=2`) is an error rather than a silent pick of one. */
+export function readQuery<S extends AnySchema>(c: Context, schema: S): v.InferOutput<S> {
+  const all = c.req.queries()
+  const query: Record<string, string | string[]> = {}
+  for (const [key, values] of Object.entries(all))
+    query[key] = values.length === 1 ? (values[0] ?? '') : values
+  return parse(schema, query)
+}

@@ -1,0 +1,38 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+
+/** One registry per process (not prom-client's global), so that tests can build many apps side by side. */
+export function createMetrics(defaultLabels: Record<string, string> = {}) {
+  const registry = new Registry()
+  registry.setDefaultLabels(defaultLabels)
+  collectDefaultMetrics({ register: registry })
+  return {
+    registry,
+    httpDuration: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request duration by route pattern',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    cache: new Counter({
+      name: 'cache_requests_total',
+      help: 'Cache look-ups by cache and outcome (hit, miss, error)',
+      labelNames: ['cache', 'outcome'] as const,
+      registers: [registry],
+    }),
+    cacheLoads: new Counter({
+      name: 'cache_loads_total',
+      help: 'Loads from the source of truth after a cache miss',
+      labelNames: ['cache'] as const,
+      registers: [registry],
+    }),
+    transactionRetries: new Counter({
+      name: 'db_transaction_retries_total',
+      help: 'Transactions retried after a deadlock or lock-wait timeout',
+      labelNames: ['operation'] as const,
+      registers: [registry],
+    }),
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>

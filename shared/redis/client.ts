@@ -1,0 +1,28 @@
+import { Redis } from 'ioredis'
+
+export type { Redis }
+
+/**
+ * A Redis client for cache, locks and counters. It fails fast instead of queueing while Redis is away
+ * (no offline queue, one retry, short timeouts), so callers can fall back to MySQL at once; it keeps
+ * reconnecting in the background and serves again as soon as Redis is back.
+ */
+export function createRedis(url: string): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2_000,
+    commandTimeout: 1_000,
+    retryStrategy: (times) => Math.min(50 * times, 1_000),
+    lazyConnect: true,
+  })
+  // Without a listener ioredis logs every failed reconnect to stderr; readiness reports the state instead.
+  redis.on('error', () => undefined)
+  return redis
+}
+
+/** Resolves once connected, or rejects with the connection error, so start-up can say what is wrong. */
+export async function connectRedis(redis: Redis): Promise<void> {
+  if (redis.status === 'ready') return
+  await redis.connect()
+}

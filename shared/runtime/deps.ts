@@ -1,0 +1,63 @@
+import { type Config, redactUrl } from '../config'
+import { createDatabase } from '../db/client'
+import type { Deps } from '../deps'
+import { createLogger } from '../logger'
+import { createMetrics } from '../metrics'
+import { connectRedis, createRedis } from '../redis/client'
+
+/** A start-up failure the operator can act on: printed as its message alone, never as a stack trace. */
+export class StartupError extends Error {
+  override name = 'StartupError'
+}
+
+const HOW_TO_START =
+  'Start the local services with `bash scripts/dev-services.sh` (Debian) or `docker compose up -d`.'
+
+export function unreachable(service: string, where: string, variable: string, error: unknown): StartupError {
+  const reason = error instanceof Error ? ((error as { code?: string }).code ?? error.message) : String(error)
+  return new StartupError(
+    `Cannot reach ${service} at ${where} (${reason}).\n` +
+      `  Set ${variable} if it runs elsewhere. ${HOW_TO_START}`,
+  )
+}
+
+export type RuntimeDeps = Deps & { close(): Promise<void> }
+
+/** Builds every dependency once for this process and checks that MySQL and Redis answer. */
+export async function buildDeps(config: Config, service: string): Promise<RuntimeDeps> {
+  const logger = createLogger(config.logLevel, { service })
+  const metrics = createMetrics({ service })
+  const database = createDatabase({ url: config.databaseUrl, replicaUrl: config.databaseReplicaUrl })
+  try {
+    await database.ping()
+  } catch (error) {
+    await database.close().catch(() => undefined)
+    throw unreachable('MySQL', redactUrl(config.databaseUrl), 'DATABASE_URL', error)
+  }
+  const redis = createRedis(config.redisUrl)
+  try {
+    await connectRedis(redis)
+  } catch (error) {
+    redis.disconnect()
+    await database.close().catch(() => undefined)
+    throw unreachable('Redis', redactUrl(config.redisUrl), 'REDIS_URL', error)
+  }
+  return {
+    config,
+    logger,
+    metrics,
+    db: database.db,
+    dbRead: database.dbRead,
+    redis,
+    lifecycle: { draining: false },
+    ping: {
+      mysql: () => database.ping(),
+      redis: async () => {
+        await redis.ping()
+      },
+    },
+    async close() {
+      await Promise.allSettled([database.close(), redis.quit()])
+    },
+  }
+}

@@ -1,0 +1,66 @@
+import { readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import type { Hono } from 'hono'
+import type { Deps } from '../deps'
+import type { AppEnv } from '../http/context'
+import type { RouteDef } from '../http/route'
+
+export type HttpFunction = { name: string; route: RouteDef; create: (deps: Deps) => Hono<AppEnv> }
+
+export const FUNCTIONS_DIR = new URL('../../functions/', import.meta.url)
+
+/** Every folder under functions/ that has a route.ts: adding a function is adding a folder. */
+export function functionNames(dir: URL = FUNCTIONS_DIR): string[] {
+  const root = dir.pathname
+  return readdirSync(root)
+    .filter((name) => statSync(join(root, name)).isDirectory())
+    .filter((name) => {
+      try {
+        return statSync(join(root, name, 'route.ts')).isFile()
+      } catch {
+        return false
+      }
+    })
+    .sort()
+}
+
+const isRoute = (value: unknown): value is RouteDef =>
+  typeof value === 'object' && value !== null && 'method' in value && 'path' in value
+
+/**
+ * Static segments before parameters, so /v1/products/popular is tried before /v1/products/:productId
+ * whatever the folders are called.
+ */
+export function byRouteSpecificity(a: { route: RouteDef }, b: { route: RouteDef }): number {
+  const as = a.route.path.split('/')
+  const bs = b.route.path.split('/')
+  for (let i = 0; i < Math.min(as.length, bs.length); i++) {
+    const ap = as[i]?.startsWith(':') ?? false
+    const bp = bs[i]?.startsWith(':') ?? false
+    if (ap !== bp) return ap ? 1 : -1
+  }
+  return a.route.path.localeCompare(b.route.path) || a.route.method.localeCompare(b.route.method)
+}
+
+export async function discoverFunctions(dir: URL = FUNCTIONS_DIR): Promise<HttpFunction[]> {
+  const found = await Promise.all(
+    functionNames(dir).map(async (name) => {
+      const routeModule: Record<string, unknown> = await import(
+        pathToFileURL(join(dir.pathname, name, 'route.ts')).href
+      )
+      const handlerModule: Record<string, unknown> = await import(
+        pathToFileURL(join(dir.pathname, name, 'handler.ts')).href
+      )
+      const route = routeModule.route
+      const create = handlerModule.default
+      if (!isRoute(route) || typeof create !== 'function') {
+        throw new Error(
+          `functions/${name}: route.ts must export \`route\` and handler.ts a default app factory`,
+        )
+      }
+      return { name, route, create: create as HttpFunction['create'] }
+    }),
+  )
+  return found.sort(byRouteSpecificity)
+}

@@ -1,0 +1,35 @@
+import type { Hono } from 'hono'
+import { ConfigError, loadConfig } from '../config'
+import type { Deps } from '../deps'
+import { createServiceApp } from '../http/app'
+import type { AppEnv } from '../http/context'
+import type { RouteDef } from '../http/route'
+import { buildDeps, StartupError } from './deps'
+import { listen, onShutdown } from './server'
+
+/** Prints what the operator must fix, without a stack trace, and exits 1. */
+export function exitOnStartupError(error: unknown): never {
+  if (error instanceof ConfigError || error instanceof StartupError) {
+    process.stderr.write(`${error.message}\n`)
+  } else {
+    process.stderr.write(`Start-up failed: ${error instanceof Error ? error.message : String(error)}\n`)
+  }
+  process.exit(1)
+}
+
+/** The container entry of one function: config → deps once → serve on PORT → graceful shutdown. */
+export async function serveFunction(name: string, route: RouteDef, create: (deps: Deps) => Hono<AppEnv>) {
+  try {
+    const config = loadConfig()
+    const deps = await buildDeps(config, name)
+    const server = await listen(createServiceApp(deps, [create(deps)]), config.port)
+    onShutdown({ logger: deps.logger, lifecycle: deps.lifecycle, steps: [server.close, deps.close] })
+    deps.logger.info('listening', {
+      function: name,
+      route: `${route.method} ${route.path}`,
+      port: server.port,
+    })
+  } catch (error) {
+    exitOnStartupError(error)
+  }
+}
