@@ -32,7 +32,15 @@ const toInfo = (row: Row): ProductInfo => ({
   updatedAt: row.updatedAt.toISOString(),
 })
 
-const toProduct = (row: Row): Product => ({ ...toInfo(row), stock: row.stock })
+const toProduct = (row: Row): Product => ({
+  id: row.id,
+  name: row.name,
+  description: row.description,
+  price: row.price,
+  stock: row.stock,
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+})
 
 export type CatalogDeps = Pick<Deps, 'db' | 'dbRead' | 'redis' | 'metrics' | 'logger' | 'config'>
 
@@ -97,7 +105,8 @@ export function createCatalog(deps: CatalogDeps) {
       ])
       if (info === null || stock === null)
         throw new AppError('PRODUCT_NOT_FOUND', `Product ${id} does not exist`)
-      return { ...info, stock }
+      const { createdAt, updatedAt, ...rest } = info
+      return { ...rest, stock, createdAt, updatedAt }
     },
 
     async create(input: { name: string; description?: string | undefined; price: number; stock: number }) {

@@ -6,9 +6,13 @@ export type { Redis }
  * A Redis client for cache, locks and counters. It fails fast instead of queueing while Redis is away
  * (no offline queue, one retry, short timeouts), so callers can fall back to MySQL at once; it keeps
  * reconnecting in the background and serves again as soon as Redis is back.
+ *
+ * `keyPrefix` namespaces every key (scripts' KEYS included), so that two databases served by one Redis,
+ * such as the development and the test database, never read each other's cache, locks or counters.
  */
-export function createRedis(url: string): Redis {
+export function createRedis(url: string, keyPrefix = ''): Redis {
   const redis = new Redis(url, {
+    keyPrefix,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2_000,

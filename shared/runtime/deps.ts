@@ -1,5 +1,6 @@
 import { type Config, redactUrl } from '../config'
 import { createDatabase } from '../db/client'
+import { migrateDatabase } from '../db/migrate'
 import type { Deps } from '../deps'
 import { createLogger } from '../logger'
 import { createMetrics } from '../metrics'
@@ -21,6 +22,30 @@ export function unreachable(service: string, where: string, variable: string, er
   )
 }
 
+const CONNECTION_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ER_ACCESS_DENIED_ERROR',
+])
+
+/** Creates the database if missing and applies pending migrations; an unreachable MySQL is a StartupError. */
+export async function applyMigrations(config: Config): Promise<void> {
+  try {
+    await migrateDatabase(config.databaseUrl)
+  } catch (error) {
+    if (CONNECTION_ERRORS.has(String((error as { code?: unknown }).code))) {
+      throw unreachable('MySQL', redactUrl(config.databaseUrl), 'DATABASE_URL', error)
+    }
+    throw error
+  }
+}
+
+/** Redis keys are namespaced by the database they cache: `commerce:` for the default DATABASE_URL. */
+export const redisKeyPrefix = (databaseUrl: string) =>
+  `${decodeURIComponent(new URL(databaseUrl).pathname.slice(1))}:`
+
 export type RuntimeDeps = Deps & { close(): Promise<void> }
 
 /** Builds every dependency once for this process and checks that MySQL and Redis answer. */
@@ -34,7 +59,7 @@ export async function buildDeps(config: Config, service: string): Promise<Runtim
     await database.close().catch(() => undefined)
     throw unreachable('MySQL', redactUrl(config.databaseUrl), 'DATABASE_URL', error)
   }
-  const redis = createRedis(config.redisUrl)
+  const redis = createRedis(config.redisUrl, redisKeyPrefix(config.databaseUrl))
   try {
     await connectRedis(redis)
   } catch (error) {

@@ -1,0 +1,50 @@
+import amqp from 'amqplib'
+import { loadConfig, redactUrl } from '../shared/config'
+import { createServiceApp } from '../shared/http/app'
+import { applyMigrations, buildDeps, unreachable } from '../shared/runtime/deps'
+import { discoverFunctions } from '../shared/runtime/discover'
+import { exitOnStartupError } from '../shared/runtime/serve'
+import { listen, onShutdown } from '../shared/runtime/server'
+import { describeSeed, seedWhenEmpty } from './lib/seed'
+
+/**
+ * `npm start`: the single-host default. Migrates, seeds demo data into an empty database, then serves
+ * every function under functions/ from this one process on PORT.
+ */
+async function checkRabbitMq(url: string) {
+  try {
+    const connection = await amqp.connect(url, { timeout: 3_000 })
+    await connection.close()
+  } catch (error) {
+    throw unreachable('RabbitMQ', redactUrl(url), 'RABBITMQ_URL', error)
+  }
+}
+
+try {
+  const config = loadConfig()
+  await checkRabbitMq(config.rabbitmqUrl)
+  await applyMigrations(config)
+  const deps = await buildDeps(config, 'all-functions')
+  const seeded = await seedWhenEmpty(deps.db)
+  if (seeded) process.stdout.write(`${describeSeed(seeded)}\n`)
+
+  const functions = await discoverFunctions()
+  const app = createServiceApp(
+    deps,
+    functions.map((fn) => fn.create(deps)),
+  )
+  const server = await listen(app, config.port)
+  onShutdown({ logger: deps.logger, lifecycle: deps.lifecycle, steps: [server.close, deps.close] })
+  const base = `http://localhost:${server.port}`
+  process.stdout.write(
+    [
+      `Serving ${functions.length} functions on ${base}`,
+      ...functions.map((fn) => `  ${fn.route.method.padEnd(5)} ${fn.route.path.padEnd(40)} ${fn.name}`),
+      `Try: curl ${base}/v1/products`,
+      'Tokens for the routes that need one: npm run token -- --sub 1   (add --role admin for /v1/admin)',
+      '',
+    ].join('\n'),
+  )
+} catch (error) {
+  exitOnStartupError(error)
+}
