@@ -1,5 +1,6 @@
 import type { Config } from './config'
 import type { Db } from './db/client'
+import type { OutboxNotifier } from './events/outbox'
 import type { Logger } from './logger'
 import type { Metrics } from './metrics'
 import type { Redis } from './redis/client'
@@ -15,6 +16,8 @@ export type Deps = {
   db: Db
   dbRead: Db
   redis: Redis
+  /** Prompts the outbox relay after a commit (best effort; the relay's sweeper is the guarantee). */
+  outbox: OutboxNotifier
   /** The process is shutting down: readiness reports 503 so the load balancer stops sending traffic. */
   lifecycle: { draining: boolean }
   ping: { mysql(): Promise<void>; redis(): Promise<void> }

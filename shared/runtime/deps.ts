@@ -2,6 +2,7 @@ import { type Config, redactUrl } from '../config'
 import { createDatabase } from '../db/client'
 import { migrateDatabase } from '../db/migrate'
 import type { Deps } from '../deps'
+import { createOutboxQueue } from '../events/outbox-queue'
 import { createLogger } from '../logger'
 import { createMetrics } from '../metrics'
 import { connectRedis, createRedis } from '../redis/client'
@@ -59,7 +60,8 @@ export async function buildDeps(config: Config, service: string): Promise<Runtim
     await database.close().catch(() => undefined)
     throw unreachable('MySQL', redactUrl(config.databaseUrl), 'DATABASE_URL', error)
   }
-  const redis = createRedis(config.redisUrl, redisKeyPrefix(config.databaseUrl))
+  const keyPrefix = redisKeyPrefix(config.databaseUrl)
+  const redis = createRedis(config.redisUrl, keyPrefix)
   try {
     await connectRedis(redis)
   } catch (error) {
@@ -67,6 +69,7 @@ export async function buildDeps(config: Config, service: string): Promise<Runtim
     await database.close().catch(() => undefined)
     throw unreachable('Redis', redactUrl(config.redisUrl), 'REDIS_URL', error)
   }
+  const outbox = createOutboxQueue(config.redisUrl, keyPrefix)
   return {
     config,
     logger,
@@ -74,6 +77,7 @@ export async function buildDeps(config: Config, service: string): Promise<Runtim
     db: database.db,
     dbRead: database.dbRead,
     redis,
+    outbox,
     lifecycle: { draining: false },
     ping: {
       mysql: () => database.ping(),
@@ -82,7 +86,7 @@ export async function buildDeps(config: Config, service: string): Promise<Runtim
       },
     },
     async close() {
-      await Promise.allSettled([database.close(), redis.quit()])
+      await Promise.allSettled([database.close(), redis.quit(), outbox.close()])
     },
   }
 }

@@ -1,0 +1,138 @@
+import { and, desc, eq, lt, sql } from 'drizzle-orm'
+import type { Db, DbOrTx, Tx } from '../db/client'
+import { balanceLedger, balances } from '../db/schema'
+import { AppError } from '../errors'
+
+export const MAX_BALANCE = 1_000_000_000
+
+export type Balance = { userId: number; balance: number; updatedAt: string }
+export type LedgerEntry = {
+  id: number
+  type: 'CHARGE' | 'PAYMENT' | 'REFUND'
+  amount: number
+  balanceAfter: number
+  orderId: number | null
+  createdAt: string
+}
+
+/**
+ * Opens the account with balance 0 if it has none. Called on its own, before the transaction that moves
+ * money, so that concurrent first uses never race on creating the row inside their transactions (an
+ * INSERT IGNORE there takes a shared lock, and two shared locks upgrading to exclusive deadlock).
+ */
+export async function ensureAccount(db: Db, userId: number): Promise<void> {
+  const now = new Date()
+  await db.insert(balances).ignore().values({ userId, balance: 0, createdAt: now, updatedAt: now })
+}
+
+async function readBalance(db: DbOrTx, userId: number): Promise<Balance> {
+  const [row] = await db.select().from(balances).where(eq(balances.userId, userId))
+  if (!row) throw new Error(`balance account ${userId} missing after ensureAccount`)
+  return { userId, balance: row.balance, updatedAt: row.updatedAt.toISOString() }
+}
+
+export const getBalance = async (db: Db, userId: number) => {
+  await ensureAccount(db, userId)
+  return readBalance(db, userId)
+}
+
+/**
+ * Adds `delta` to the balance with the guard in SQL, and writes its ledger entry in the same transaction.
+ * Returns null when the guard refused (the caller decides which error that is).
+ */
+async function move(
+  tx: Tx,
+  entry: { userId: number; type: LedgerEntry['type']; delta: number; orderId: number | null; now: Date },
+  guard: ReturnType<typeof sql>,
+): Promise<Balance | null> {
+  const [result] = await tx
+    .update(balances)
+    .set({ balance: sql`${balances.balance} + ${entry.delta}`, updatedAt: entry.now })
+    .where(and(eq(balances.userId, entry.userId), guard))
+  if (result.affectedRows === 0) return null
+  const after = await readBalance(tx, entry.userId)
+  await tx.insert(balanceLedger).values({
+    userId: entry.userId,
+    type: entry.type,
+    amount: entry.delta,
+    balanceAfter: after.balance,
+    orderId: entry.orderId,
+    createdAt: entry.now,
+  })
+  return after
+}
+
+/** A charge: never above MAX_BALANCE (422 BALANCE_LIMIT_EXCEEDED). Call ensureAccount first. */
+export async function charge(tx: Tx, userId: number, amount: number, now = new Date()): Promise<Balance> {
+  const after = await move(
+    tx,
+    { userId, type: 'CHARGE', delta: amount, orderId: null, now },
+    sql`${balances.balance} + ${amount} <= ${MAX_BALANCE}`,
+  )
+  if (!after) {
+    throw new AppError(
+      'BALANCE_LIMIT_EXCEEDED',
+      `A balance may not exceed ${MAX_BALANCE} won; this charge would`,
+    )
+  }
+  return after
+}
+
+/** An order's payment: never below 0 (409 INSUFFICIENT_BALANCE). Call ensureAccount first. */
+export async function pay(
+  tx: Tx,
+  userId: number,
+  amount: number,
+  orderId: number,
+  now: Date,
+): Promise<Balance> {
+  const after = await move(
+    tx,
+    { userId, type: 'PAYMENT', delta: -amount, orderId, now },
+    sql`${balances.balance} >= ${amount}`,
+  )
+  if (!after)
+    throw new AppError('INSUFFICIENT_BALANCE', `The order total of ${amount} won exceeds the balance`)
+  return after
+}
+
+/** A cancelled order's refund: always applies (it returns money that was paid). */
+export async function refund(
+  tx: Tx,
+  userId: number,
+  amount: number,
+  orderId: number,
+  now: Date,
+): Promise<Balance> {
+  const after = await move(tx, { userId, type: 'REFUND', delta: amount, orderId, now }, sql`TRUE`)
+  if (!after) throw new Error(`balance account ${userId} missing for a refund`)
+  return after
+}
+
+/** Ledger entries, newest first; from the primary, since a user reads their own fresh writes here. */
+export async function ledgerPage(
+  db: Db,
+  userId: number,
+  page: { limit: number; cursor?: number | undefined },
+) {
+  return db
+    .select()
+    .from(balanceLedger)
+    .where(
+      and(
+        eq(balanceLedger.userId, userId),
+        page.cursor === undefined ? undefined : lt(balanceLedger.id, page.cursor),
+      ),
+    )
+    .orderBy(desc(balanceLedger.id))
+    .limit(page.limit + 1)
+}
+
+export const toLedgerEntry = (row: typeof balanceLedger.$inferSelect): LedgerEntry => ({
+  id: row.id,
+  type: row.type,
+  amount: row.amount,
+  balanceAfter: row.balanceAfter,
+  orderId: row.orderId,
+  createdAt: row.createdAt.toISOString(),
+})

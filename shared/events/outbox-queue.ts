@@ -1,0 +1,49 @@
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import type { OutboxNotifier } from './outbox'
+
+export const OUTBOX_QUEUE = 'outbox-relay'
+
+/** BullMQ keys live under the same namespace as the process's other Redis keys (see redisKeyPrefix). */
+export const bullPrefix = (keyPrefix: string) => `${keyPrefix}bull`
+
+/**
+ * The producer side of the relay queue: one job per committed event, job id = event id, so a second
+ * notify for the same event is a no-op in BullMQ. The connection has no offline queue, so while Redis is
+ * down `notify` fails at once and the caller moves on (the sweeper publishes those rows later).
+ */
+export function createOutboxQueue(
+  redisUrl: string,
+  keyPrefix: string,
+): OutboxNotifier & { close(): Promise<void> } {
+  const connection = new Redis(redisUrl, {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    connectTimeout: 2_000,
+  })
+  connection.on('error', () => undefined)
+  const queue = new Queue(OUTBOX_QUEUE, { connection, prefix: bullPrefix(keyPrefix) })
+  queue.on('error', () => undefined)
+  return {
+    async notify(eventIds) {
+      if (eventIds.length === 0) return
+      await queue.addBulk(
+        eventIds.map((eventId) => ({
+          name: 'publish',
+          data: { eventId },
+          opts: {
+            jobId: eventId,
+            attempts: 10,
+            backoff: { type: 'exponential', delay: 200 },
+            removeOnComplete: 1_000,
+            removeOnFail: false,
+          },
+        })),
+      )
+    },
+    async close() {
+      await queue.close()
+      connection.disconnect()
+    },
+  }
+}
