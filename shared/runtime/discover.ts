@@ -10,19 +10,32 @@ export type HttpFunction = { name: string; route: RouteDef; create: (deps: Deps)
 
 export const FUNCTIONS_DIR = new URL('../../functions/', import.meta.url)
 
-/** Every folder under functions/ that has a route.ts: adding a function is adding a folder. */
-export function functionNames(dir: URL = FUNCTIONS_DIR): string[] {
+/** The folders under functions/ that hold `file`, sorted by name. */
+function foldersWith(file: string, dir: URL): string[] {
   const root = dir.pathname
   return readdirSync(root)
     .filter((name) => statSync(join(root, name)).isDirectory())
     .filter((name) => {
       try {
-        return statSync(join(root, name, 'route.ts')).isFile()
+        return statSync(join(root, name, file)).isFile()
       } catch {
         return false
       }
     })
     .sort()
+}
+
+/** Every folder under functions/ that has a route.ts: adding a function is adding a folder. */
+export function functionNames(dir: URL = FUNCTIONS_DIR): string[] {
+  return foldersWith('route.ts', dir)
+}
+
+/**
+ * Every folder under functions/ that has an index.ts (a container entry): the HTTP functions and the
+ * long-running workers, which have no route.ts. This is what gets bundled and deployed.
+ */
+export function entryNames(dir: URL = FUNCTIONS_DIR): string[] {
+  return foldersWith('index.ts', dir)
 }
 
 const isRoute = (value: unknown): value is RouteDef =>

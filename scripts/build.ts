@@ -1,0 +1,144 @@
+import { cp, rm, stat } from 'node:fs/promises'
+import { join, relative } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { build, type Message } from 'esbuild'
+import { MIGRATIONS_FOLDER } from '../shared/db/migrate'
+import { entryNames, FUNCTIONS_DIR } from '../shared/runtime/discover'
+
+/**
+ * `npm run build [-- name ...]`: one self-contained ESM bundle per folder under functions/ that has an
+ * index.ts (HTTP functions and workers alike), written to dist/functions/<name>/index.mjs, plus the
+ * migration runner at dist/migrate/index.mjs with the migrations beside it. A bundle runs with plain
+ * `node index.mjs` and no node_modules, which is what the runtime image relies on.
+ */
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url))
+export const DIST = join(ROOT, 'dist')
+
+/**
+ * mysql2, amqplib and other CommonJS dependencies call require() for Node built-ins and read
+ * __dirname/__filename; an ESM bundle has none of the three unless it defines them itself.
+ */
+export const CJS_SHIMS = [
+  "import { createRequire as __shimCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __shimFileURLToPath } from 'node:url';",
+  "import { dirname as __shimDirname } from 'node:path';",
+  'const require = __shimCreateRequire(import.meta.url);',
+  'const __filename = __shimFileURLToPath(import.meta.url);',
+  'const __dirname = __shimDirname(__filename);',
+].join('\n')
+
+/**
+ * Left out of the bundle on purpose: msgpackr (via BullMQ) tries this optional native accelerator inside
+ * a try/catch and falls back to plain JavaScript when it is missing, which it is at run time.
+ */
+const OPTIONAL_NATIVE = ['msgpackr-extract']
+
+export type Bundle = { name: string; outfile: string; bytes: number; warnings: Message[] }
+
+export class BuildError extends Error {
+  override name = 'BuildError'
+}
+
+/** Bundles one entry file into `outfile`: platform node, target node20, ESM, every dependency inlined. */
+export async function bundle(name: string, entry: string, outfile: string): Promise<Bundle> {
+  try {
+    const result = await build({
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      // Prefer the packages' ESM builds where they ship both, as Node itself would for an import.
+      mainFields: ['module', 'main'],
+      conditions: ['node', 'import'],
+      banner: { js: CJS_SHIMS },
+      external: OPTIONAL_NATIVE,
+      // Identifiers stay readable in stack traces even where the source map is not loaded.
+      minifyWhitespace: true,
+      minifySyntax: true,
+      keepNames: true,
+      sourcemap: 'linked',
+      legalComments: 'linked',
+      logLevel: 'silent',
+      metafile: false,
+    })
+    const { size } = await stat(outfile)
+    return { name, outfile, bytes: size, warnings: result.warnings }
+  } catch (error) {
+    const messages = (error as { errors?: Message[] }).errors
+    const detail = messages?.length
+      ? messages
+          .map((m) => `  ${m.location ? `${m.location.file}:${m.location.line}: ` : ''}${m.text}`)
+          .join('\n')
+      : `  ${error instanceof Error ? error.message : String(error)}`
+    throw new BuildError(`${name}: bundling ${relative(ROOT, entry)} failed\n${detail}`)
+  }
+}
+
+/** dist/functions/<name>/index.mjs from functions/<name>/index.ts. */
+export function bundleFunction(name: string, outDir = join(DIST, 'functions')): Promise<Bundle> {
+  return bundle(name, join(FUNCTIONS_DIR.pathname, name, 'index.ts'), join(outDir, name, 'index.mjs'))
+}
+
+/**
+ * The one migration script, bundled like a function. Its migrations folder is resolved next to the
+ * module that reads it (import.meta.url), which in a bundle is the bundle itself: so they are copied there.
+ */
+export async function bundleMigrate(outDir = join(DIST, 'migrate')): Promise<Bundle> {
+  const result = await bundle('migrate', join(ROOT, 'scripts', 'migrate.ts'), join(outDir, 'index.mjs'))
+  await cp(MIGRATIONS_FOLDER, join(outDir, 'migrations'), { recursive: true })
+  return result
+}
+
+const formatSize = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(2)} MB`.padStart(9)
+
+async function main(requested: string[]) {
+  const available = entryNames()
+  const unknown = requested.filter((name) => !available.includes(name))
+  if (unknown.length > 0) {
+    throw new BuildError(
+      `No functions/<name>/index.ts for: ${unknown.join(', ')}. Known: ${available.join(', ')}`,
+    )
+  }
+  const names = requested.length > 0 ? requested : available
+  if (names.length === 0) throw new BuildError('No folder under functions/ has an index.ts')
+
+  const started = performance.now()
+  if (requested.length === 0) {
+    // A full build starts clean, so that a removed function leaves no stale bundle to deploy.
+    await rm(join(DIST, 'functions'), { recursive: true, force: true })
+    await rm(join(DIST, 'migrate'), { recursive: true, force: true })
+  }
+  process.stdout.write(`Bundling ${names.length} function(s) into ${relative(ROOT, DIST)}/\n`)
+  const jobs = [...names.map((name) => bundleFunction(name)), ...(requested.length ? [] : [bundleMigrate()])]
+  const settled = await Promise.allSettled(jobs)
+
+  const failures: string[] = []
+  for (const outcome of settled) {
+    if (outcome.status === 'rejected') {
+      failures.push(outcome.reason instanceof Error ? outcome.reason.message : String(outcome.reason))
+      continue
+    }
+    const { name, outfile, bytes, warnings } = outcome.value
+    process.stdout.write(`  ${name.padEnd(28)} ${formatSize(bytes)}  ${relative(ROOT, outfile)}\n`)
+    for (const warning of warnings) {
+      const where = warning.location ? ` (${warning.location.file}:${warning.location.line})` : ''
+      process.stdout.write(`    warning: ${warning.text}${where}\n`)
+    }
+  }
+  if (failures.length > 0) {
+    throw new BuildError(`${failures.length} bundle(s) failed:\n${failures.join('\n')}`)
+  }
+  process.stdout.write(`Done in ${Math.round(performance.now() - started)} ms\n`)
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  try {
+    await main(process.argv.slice(2))
+  } catch (error) {
+    process.stderr.write(`Build failed: ${error instanceof Error ? error.message : String(error)}\n`)
+    process.exit(1)
+  }
+}
