@@ -4,6 +4,7 @@ import type { Db } from '../db/client'
 import { products } from '../db/schema'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
+import { createStockGate } from './stock-gate'
 
 /** Stock is a count of units; adjustments keep it within this bound (and within MySQL's INT). */
 export const MAX_STOCK = 1_000_000_000
@@ -68,9 +69,15 @@ export function createCatalog(deps: CatalogDeps) {
     return row
   }
 
+  const stockGate = createStockGate(deps.redis, deps.logger)
+
   const invalidate = async (id: number) => {
     try {
-      await Promise.all([infoCache.invalidate(String(id)), stockCache.invalidate(String(id))])
+      await Promise.all([
+        infoCache.invalidate(String(id)),
+        stockCache.invalidate(String(id)),
+        stockGate.clear([id]),
+      ])
     } catch (error) {
       // The update is committed; a stale cache entry is the lesser harm, and it is logged for the operator.
       deps.logger.error('product cache invalidation failed', { productId: id, error })

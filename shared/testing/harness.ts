@@ -1,11 +1,14 @@
 import { randomInt } from 'node:crypto'
 import type { Hono } from 'hono'
 import { loadConfig } from '../config'
-import { products } from '../db/schema'
+import { charge, ensureAccount } from '../balance/balance'
+import { coupons, products, userCoupons } from '../db/schema'
+import { inTransaction } from '../db/transaction'
 import type { Deps } from '../deps'
 import { createServiceApp } from '../http/app'
 import { mintToken } from '../http/auth'
 import type { AppEnv } from '../http/context'
+import type { RouteDef } from '../http/route'
 import { buildDeps, type RuntimeDeps } from '../runtime/deps'
 import { TEST_ENV } from './env'
 
@@ -16,10 +19,17 @@ export const testConfig = (overrides: Record<string, string> = {}) =>
 export const createTestDeps = (overrides: Record<string, string> = {}): Promise<RuntimeDeps> =>
   buildDeps(testConfig(overrides), 'test')
 
-export const createTestApp = (deps: Deps, factories: Array<(deps: Deps) => Hono<AppEnv>>) =>
+type AppFactory = (deps: Deps) => Hono<AppEnv>
+
+/**
+ * The service app around the given functions. A `{ route, create }` entry (what discoverFunctions
+ * returns) is also documented at /openapi.json and /docs; a bare factory is only served.
+ */
+export const createTestApp = (deps: Deps, functions: Array<AppFactory | { route: RouteDef; create: AppFactory }>) =>
   createServiceApp(
     deps,
-    factories.map((create) => create(deps)),
+    functions.map((fn) => (typeof fn === 'function' ? fn(deps) : fn.create(deps))),
+    { routes: functions.flatMap((fn) => (typeof fn === 'function' ? [] : [fn.route])) },
   )
 
 /**
@@ -106,4 +116,46 @@ export async function insertProduct(
     .$returningId()
   if (!row) throw new Error('product insert returned no id')
   return row.id
+}
+
+/** Gives a fresh user `amount` won through the real charge path (ledger entry included). */
+export async function fundUser(deps: Pick<Deps, 'db'>, userId: number, amount: number) {
+  await ensureAccount(deps.db, userId)
+  if (amount > 0) await inTransaction(deps.db, (tx) => charge(tx, userId, amount))
+}
+
+/** A coupon of this test's own, already issued to `userId` (issuing itself is tested by coupon-issue). */
+export async function giveCoupon(
+  deps: Pick<Deps, 'db'>,
+  userId: number,
+  terms: { type: 'FIXED' | 'PERCENT'; value: number; minOrderAmount?: number; expiresAt?: Date },
+) {
+  const now = new Date()
+  return deps.db.transaction(async (tx) => {
+    const [coupon] = await tx
+      .insert(coupons)
+      .values({
+        name: `test coupon ${randomInt(1e9)}`,
+        type: terms.type,
+        value: terms.value,
+        minOrderAmount: terms.minOrderAmount ?? 0,
+        totalQuantity: 1,
+        issuedQuantity: 1,
+        validDays: 30,
+        createdAt: now,
+      })
+      .$returningId()
+    if (!coupon) throw new Error('coupon insert returned no id')
+    const [userCoupon] = await tx
+      .insert(userCoupons)
+      .values({
+        couponId: coupon.id,
+        userId,
+        issuedAt: now,
+        expiresAt: terms.expiresAt ?? new Date(now.getTime() + 30 * 86_400_000),
+      })
+      .$returningId()
+    if (!userCoupon) throw new Error('user coupon insert returned no id')
+    return { couponId: coupon.id, userCouponId: userCoupon.id }
+  })
 }

@@ -1,0 +1,15 @@
+import { defineRoute } from '../../shared/http/route'
+import { idParams } from '../../shared/http/schemas'
+import { OrderSchema } from '../../shared/orders/schemas'
+
+export const route = defineRoute({
+  method: 'POST',
+  path: '/v1/orders/:orderId/cancel',
+  summary: 'Cancel a paid order: refund, restock, coupon back',
+  tag: 'Orders',
+  access: 'user',
+  params: idParams('orderId'),
+  idempotent: true,
+  response: { status: 200, description: 'The cancelled order', schema: OrderSchema },
+  errors: ['ORDER_NOT_FOUND', 'ORDER_NOT_CANCELLABLE', 'IDEMPOTENCY_KEY_IN_USE', 'IDEMPOTENCY_KEY_REUSED'],
+})

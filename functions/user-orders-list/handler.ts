@@ -1,0 +1,22 @@
+import type { Deps } from '../../shared/deps'
+import { assertSelfOrAdmin } from '../../shared/http/auth'
+import { routeApp } from '../../shared/http/route'
+import { toPage } from '../../shared/http/schemas'
+import { createOrders, type OrderDeps } from '../../shared/orders/orders'
+import { route } from './route'
+
+export default function createUserOrdersListApp(deps: OrderDeps & Pick<Deps, 'config'>) {
+  const orders = createOrders(deps)
+  return routeApp(route, deps.config, async ({ params, query, auth }, c) => {
+    assertSelfOrAdmin(auth, params.userId)
+    const rows = await orders.listForUser(params.userId, query)
+    return c.json(
+      toPage(
+        rows,
+        query.limit,
+        (entry) => entry.row.id,
+        (entry) => entry.order,
+      ),
+    )
+  })
+}
