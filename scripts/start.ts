@@ -32,6 +32,7 @@ try {
   const app = createServiceApp(
     deps,
     functions.map((fn) => fn.create(deps)),
+    { routes: functions.map((fn) => fn.route) },
   )
   const server = await listen(app, config.port)
   onShutdown({ logger: deps.logger, lifecycle: deps.lifecycle, steps: [server.close, deps.close] })

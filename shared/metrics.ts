@@ -26,6 +26,12 @@ export function createMetrics(defaultLabels: Record<string, string> = {}) {
       labelNames: ['cache'] as const,
       registers: [registry],
     }),
+    rateLimitDecisions: new Counter({
+      name: 'rate_limit_decisions_total',
+      help: 'Rate limit decisions on /v1 requests (error: Redis did not answer and the request was let through)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     transactionRetries: new Counter({
       name: 'db_transaction_retries_total',
       help: 'Transactions retried after a deadlock or lock-wait timeout',

@@ -4,14 +4,22 @@ import { matchedRoutes } from 'hono/route'
 import type { Deps } from '../deps'
 import { AppError, isAppError } from '../errors'
 import type { AppEnv } from './context'
+import { createDocsApp } from './openapi'
 import { isDependencyDown, problemResponse } from './problem'
+import { rateLimit } from './rate-limit'
+import type { RouteDef } from './route'
 
 export const MAX_BODY_BYTES = 64 * 1024
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const PING_TIMEOUT_MS = 1_000
 
-export type ServiceDeps = Pick<Deps, 'logger' | 'metrics' | 'lifecycle' | 'ping'>
+export type ServiceDeps = Pick<Deps, 'config' | 'redis' | 'logger' | 'metrics' | 'lifecycle' | 'ping'>
+
+export type ServiceAppOptions = {
+  /** The routes of `functions`, documented at /openapi.json and /docs. */
+  routes?: readonly RouteDef[]
+}
 
 const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
   Promise.race([
@@ -41,10 +49,15 @@ const routeLabel = (c: Context) => {
 
 /**
  * The one app every function is served by: request id, one log line and one histogram sample per
- * request, 415/413 guards, health and metrics, problem JSON for every failure. `functions` are the
- * Hono apps of the functions this process serves, mounted in the order given.
+ * request, a per-caller rate limit on /v1, 415/413 guards, health, metrics and API docs, problem JSON
+ * for every failure. `functions` are the Hono apps of the functions this process serves, mounted in the
+ * order given; `options.routes` are their RouteDefs, for the docs.
  */
-export function createServiceApp(deps: ServiceDeps, functions: Hono<AppEnv>[]): Hono<AppEnv> {
+export function createServiceApp(
+  deps: ServiceDeps,
+  functions: Hono<AppEnv>[],
+  options: ServiceAppOptions = {},
+): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
   const { logger, metrics } = deps
 
@@ -73,6 +86,10 @@ export function createServiceApp(deps: ServiceDeps, functions: Hono<AppEnv>[]): 
       })
     }
   })
+
+  // Before the body guards: a caller over the limit costs no body reading. Health, metrics and docs
+  // stay outside so that probes and scrapes are never refused.
+  app.use('/v1/*', rateLimit(deps))
 
   app.use('*', async (c, next) => {
     if (BODY_METHODS.has(c.req.method) && hasBody(c) && !isJson(c.req.header('Content-Type'))) {
@@ -131,6 +148,8 @@ export function createServiceApp(deps: ServiceDeps, functions: Hono<AppEnv>[]): 
     const body = await metrics.registry.metrics()
     return c.body(body, 200, { 'Content-Type': metrics.registry.contentType })
   })
+
+  app.route('/', createDocsApp(options.routes ?? []))
 
   for (const fn of functions) app.route('/', fn)
 

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto'
 import type { Hono } from 'hono'
-import { loadConfig } from '../config'
 import { charge, ensureAccount } from '../balance/balance'
+import { loadConfig } from '../config'
 import { coupons, products, userCoupons } from '../db/schema'
 import { inTransaction } from '../db/transaction'
 import type { Deps } from '../deps'
@@ -25,7 +25,10 @@ type AppFactory = (deps: Deps) => Hono<AppEnv>
  * The service app around the given functions. A `{ route, create }` entry (what discoverFunctions
  * returns) is also documented at /openapi.json and /docs; a bare factory is only served.
  */
-export const createTestApp = (deps: Deps, functions: Array<AppFactory | { route: RouteDef; create: AppFactory }>) =>
+export const createTestApp = (
+  deps: Deps,
+  functions: Array<AppFactory | { route: RouteDef; create: AppFactory }>,
+) =>
   createServiceApp(
     deps,
     functions.map((fn) => (typeof fn === 'function' ? fn(deps) : fn.create(deps))),
@@ -62,6 +65,8 @@ export async function call(
     body = JSON.stringify(options.body)
     if (!headers.has('Content-Type')) headers.set('Content-Type', 'application/json')
   }
+  // As a real HTTP/1.1 client would: the app's 415 and 413 guards read these headers.
+  if (body !== undefined) headers.set('Content-Length', String(Buffer.byteLength(body)))
   const response = await app.request(path, { method, headers, body })
   const text = await response.text()
   let parsed: unknown = text

@@ -1,0 +1,182 @@
+import { createHash } from 'node:crypto'
+import { BlockList, isIP } from 'node:net'
+import { getConnInfo } from '@hono/node-server/conninfo'
+import type { Context, MiddlewareHandler } from 'hono'
+import type { Deps } from '../deps'
+import { AppError } from '../errors'
+import { authenticate } from './auth'
+import type { AppEnv } from './context'
+import { problemResponse } from './problem'
+
+export type RateLimitDeps = Pick<Deps, 'config' | 'redis' | 'metrics' | 'logger'>
+
+/**
+ * A token bucket per caller, read and updated in one script so that concurrent requests from one
+ * caller (on any instance) can never both take the last token. Time comes from Redis TIME, not from the
+ * instances, whose clocks may disagree. The key expires once the bucket would be full again, so an
+ * idle caller costs no memory: a missing key and a full bucket mean the same thing.
+ *
+ * Returns { allowed (1|0), milliseconds until one token is available (0 when allowed) }.
+ */
+const TOKEN_BUCKET = `
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
+return { allowed, wait }
+`
+const TOKEN_BUCKET_SHA = createHash('sha1').update(TOKEN_BUCKET).digest('hex')
+
+/** A stalled Redis must not stall the API: past this the request goes through unlimited. */
+const DECISION_TIMEOUT_MS = 250
+
+const PRIVATE_NETWORKS = (() => {
+  const list = new BlockList()
+  list.addSubnet('127.0.0.0', 8, 'ipv4')
+  list.addSubnet('10.0.0.0', 8, 'ipv4')
+  list.addSubnet('172.16.0.0', 12, 'ipv4')
+  list.addSubnet('192.168.0.0', 16, 'ipv4')
+  list.addSubnet('169.254.0.0', 16, 'ipv4')
+  list.addAddress('::1', 'ipv6')
+  list.addSubnet('fc00::', 7, 'ipv6')
+  list.addSubnet('fe80::', 10, 'ipv6')
+  return list
+})()
+
+/** `::ffff:10.0.0.1` (an IPv4 peer on a dual-stack socket) → `10.0.0.1`. */
+const normaliseAddress = (address: string) => {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  return mapped?.[1] ?? address
+}
+
+const validAddress = (raw: string | undefined): string | undefined => {
+  const address = raw ? normaliseAddress(raw.trim()) : undefined
+  return address && isIP(address) !== 0 ? address : undefined
+}
+
+const isPrivate = (address: string) => {
+  const family = isIP(address)
+  return family !== 0 && PRIVATE_NETWORKS.check(address, family === 4 ? 'ipv4' : 'ipv6')
+}
+
+/**
+ * The client's address. Forwarding headers are believed only from a peer on a private network (our
+ * nginx); from anyone else they are client-written and would let a caller pick a fresh bucket per
+ * request. X-Real-IP is what nginx sets from the connection; without it, the *last* X-Forwarded-For hop
+ * is the one our proxy appended (`$proxy_add_x_forwarded_for`), whereas the first is whatever the
+ * client sent. `app.request()` in tests has no socket: those callers share the address `unknown`.
+ */
+export function clientAddress(c: Context): string {
+  let peer: string | undefined
+  try {
+    peer = validAddress(getConnInfo(c).remote.address)
+  } catch {
+    peer = undefined
+  }
+  if (!peer) return 'unknown'
+  if (!isPrivate(peer)) return peer
+  const forwarded = c.req.header('X-Forwarded-For')?.split(',').at(-1)
+  return validAddress(c.req.header('X-Real-IP')) ?? validAddress(forwarded) ?? peer
+}
+
+/** `user:<id>` for a verified token, else `addr:<ip>`. A bad token is not an error here: the route decides. */
+async function callerKey(c: Context, jwtSecret: string): Promise<string> {
+  const authorization = c.req.header('Authorization')
+  if (authorization) {
+    try {
+      const { userId } = await authenticate(authorization, jwtSecret)
+      return `user:${userId}`
+    } catch {
+      // An invalid token is limited by address, so sending garbage tokens buys no fresh bucket.
+    }
+  }
+  return `addr:${clientAddress(c)}`
+}
+
+type Decision = { allowed: boolean; retryAfterMs: number }
+
+async function take(redis: RateLimitDeps['redis'], key: string, rate: number, burst: number) {
+  const args = [1, key, rate, burst] as const
+  let reply: unknown
+  try {
+    reply = await redis.evalsha(TOKEN_BUCKET_SHA, ...args)
+  } catch (error) {
+    if (!String((error as Error).message).startsWith('NOSCRIPT')) throw error
+    reply = await redis.eval(TOKEN_BUCKET, ...args)
+  }
+  const [allowed, wait] = reply as [number, number]
+  return { allowed: allowed === 1, retryAfterMs: wait } satisfies Decision
+}
+
+const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> => {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`rate limit decision timed out after ${ms} ms`)), ms)
+    }),
+  ]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Limits each caller to RATE_LIMIT_PER_SECOND with bursts of RATE_LIMIT_BURST; either set to 0 turns
+ * limiting off (a bucket of 0 tokens would refuse everything, which nobody means). Fails open: when
+ * Redis cannot answer, the request is allowed and counted as outcome="error", because losing the limit
+ * for a while is better than turning a Redis outage into an API outage.
+ */
+export function rateLimit(deps: RateLimitDeps): MiddlewareHandler<AppEnv> {
+  const { rateLimitPerSecond: rate, rateLimitBurst: burst, jwtSecret } = deps.config
+  if (rate === 0 || burst === 0) {
+    return async (_c, next) => {
+      await next()
+    }
+  }
+  const decisions = deps.metrics.rateLimitDecisions
+  let failing = false
+  return async (c, next) => {
+    const key = `ratelimit:${await callerKey(c, jwtSecret)}`
+    let decision: Decision
+    try {
+      decision = await withTimeout(take(deps.redis, key, rate, burst), DECISION_TIMEOUT_MS)
+      if (failing) deps.logger.info('rate limiter recovered: Redis answers again')
+      failing = false
+    } catch (error) {
+      // Logged on the transition only: during an outage every request would repeat the same line.
+      if (!failing) deps.logger.warn('rate limiter failing open: Redis unavailable', { error })
+      failing = true
+      decisions.inc({ outcome: 'error' })
+      await next()
+      return
+    }
+    if (!decision.allowed) {
+      decisions.inc({ outcome: 'limited' })
+      const retryAfterSeconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000))
+      return problemResponse(
+        c,
+        new AppError('RATE_LIMITED', `Too many requests; retry in ${retryAfterSeconds} s`, {
+          retryAfterSeconds,
+        }),
+      )
+    }
+    decisions.inc({ outcome: 'allowed' })
+    await next()
+  }
+}
