@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, DEVELOPMENT_JWT_SECRET, loadConfig } from './config'
+
+const messageOf = (env: NodeJS.ProcessEnv) => {
+  try {
+    loadConfig(env)
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError)
+    return (error as Error).message
+  }
+  throw new Error('expected loadConfig to throw')
+}
+
+describe('loadConfig', () => {
+  it('applies the SPEC defaults', () => {
+    expect(loadConfig({})).toMatchObject({
+      port: 8080,
+      databaseUrl: 'mysql://root@127.0.0.1:3306/commerce',
+      databaseReplicaUrl: undefined,
+      redisUrl: 'redis://127.0.0.1:6379',
+      rabbitmqUrl: 'amqp://guest:guest@127.0.0.1:5672',
+      jwtSecret: DEVELOPMENT_JWT_SECRET,
+      businessTimeZone: 'Asia/Seoul',
+      productCacheTtlSeconds: 3600,
+      popularCacheTtlSeconds: 600,
+      logLevel: 'info',
+    })
+  })
+
+  it('names every bad variable and never echoes its value', () => {
+    const message = messageOf({
+      PORT: 'eighty',
+      DATABASE_URL: 'postgres://secret-password@db/x',
+      BUSINESS_TIMEZONE: 'Mars/Olympus',
+      LOG_LEVEL: 'loud',
+    })
+    for (const name of ['PORT', 'DATABASE_URL', 'BUSINESS_TIMEZONE', 'LOG_LEVEL'])
+      expect(message).toContain(name)
+    expect(message).not.toContain('secret-password')
+  })
+
+  it('refuses the development JWT secret in production', () => {
+    expect(messageOf({ NODE_ENV: 'production' })).toContain('JWT_SECRET')
+    expect(messageOf({ NODE_ENV: 'production', JWT_SECRET: DEVELOPMENT_JWT_SECRET })).toContain('JWT_SECRET')
+    expect(messageOf({ JWT_SECRET: 'short' })).toContain('JWT_SECRET')
+    const secret = 'a-production-secret-of-at-least-32-chars'
+    expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret }).jwtSecret).toBe(secret)
+  })
+
+  it('treats empty variables as unset', () => {
+    expect(loadConfig({ PORT: '', REDIS_URL: '' })).toMatchObject({
+      port: 8080,
+      redisUrl: 'redis://127.0.0.1:6379',
+    })
+  })
+})
