@@ -12,7 +12,11 @@ const key = (productId: number) => `stock-gate:${productId}`
  * away at Redis speed. The gate can only refuse what MySQL just refused: it never admits anything on its
  * own (MySQL's guarded UPDATE still decides every sale), restocks clear it, and a Redis failure opens it.
  */
-export function createStockGate(redis: Redis, logger: Logger, options: { enabled: boolean } = { enabled: true }) {
+export function createStockGate(
+  redis: Redis,
+  logger: Logger,
+  options: { enabled: boolean } = { enabled: true },
+) {
   return {
     /** The first line the gate refuses, or undefined to let MySQL decide. */
     async refuses<L extends { productId: number; quantity: number }>(lines: L[]): Promise<L | undefined> {

@@ -10,7 +10,11 @@ export type InvariantScope = {
 type Row = Record<string, unknown>
 
 const inList = (column: SQL, ids: number[] | undefined) =>
-  ids === undefined ? sql`TRUE` : ids.length === 0 ? sql`FALSE` : sql`${column} IN (${sql.join(ids, sql`, `)})`
+  ids === undefined
+    ? sql`TRUE`
+    : ids.length === 0
+      ? sql`FALSE`
+      : sql`${column} IN (${sql.join(ids, sql`, `)})`
 
 /**
  * SPEC §4, checked in MySQL. Each check is a single statement, so it sees one consistent snapshot even
@@ -61,7 +65,8 @@ export async function checkInvariants(db: Db, scope: InvariantScope = {}): Promi
       WHERE ${inList(sql`o.user_id`, scope.userIds)}
       HAVING payments <> 1 OR paid <> total
         OR refunds <> IF(status = 'CANCELLED', 1, 0) OR refunded <> IF(status = 'CANCELLED', total, 0)`),
-    (r) => `order ${r.id} (${r.status}, total ${r.total}): paid ${r.paid} in ${r.payments}, refunded ${r.refunded} in ${r.refunds}`,
+    (r) =>
+      `order ${r.id} (${r.status}, total ${r.total}): paid ${r.paid} in ${r.payments}, refunded ${r.refunded} in ${r.refunds}`,
   )
 
   // Coupons: never over-issued, issued count matches holders, each user coupon used by at most one PAID order.
@@ -93,7 +98,8 @@ export async function checkInvariants(db: Db, scope: InvariantScope = {}): Promi
       WHERE ${inList(sql`o.user_id`, scope.userIds)}
       GROUP BY o.id, o.status
       HAVING COALESCE(completed, 0) <> 1 OR COALESCE(cancelled, 0) <> IF(status = 'CANCELLED', 1, 0)`),
-    (r) => `order ${r.id} (${r.status}): ${r.completed ?? 0} order.completed, ${r.cancelled ?? 0} order.cancelled events`,
+    (r) =>
+      `order ${r.id} (${r.status}): ${r.completed ?? 0} order.completed, ${r.cancelled ?? 0} order.cancelled events`,
   )
   report(
     await rows(sql`
