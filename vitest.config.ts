@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    include: ['functions/**/*.test.ts', 'shared/**/*.test.ts', 'scripts/**/*.test.ts'],
+    include: ['functions/**/*.test.ts', 'shared/**/*.test.ts', 'scripts/**/*.test.ts', 'infra/**/*.test.ts'],
     globalSetup: ['shared/testing/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -56,6 +56,9 @@ const EnvSchema = v.object({
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error', 'silent']), 'info'),
 })
 
+/** The names of every environment variable the app reads (deployment files are checked against it). */
+export const ENV_VARS = Object.keys(EnvSchema.entries)
+
 export type Config = {
   env: string
   port: number
