@@ -40,13 +40,25 @@ export class BuildError extends Error {
   override name = 'BuildError'
 }
 
-/** Bundles one entry file into `outfile`: platform node, target node20, ESM, every dependency inlined. */
-export async function bundle(name: string, entry: string, outfile: string): Promise<Bundle> {
+/** One bundle to write: `entry` (a .ts file) to `out`, a path without extension under the build's outdir. */
+export type Entry = { name: string; entry: string; out: string }
+
+const formatMessages = (messages: Message[]) =>
+  messages.map((m) => `  ${m.location ? `${m.location.file}:${m.location.line}: ` : ''}${m.text}`).join('\n')
+
+/**
+ * Bundles every entry in one esbuild run (each module is parsed once, however many bundles use it),
+ * each output self-contained: platform node, target node20, ESM, every dependency inlined.
+ */
+export async function bundleAll(entries: Entry[], outdir: string): Promise<Bundle[]> {
+  let warnings: Message[]
   try {
     const result = await build({
-      entryPoints: [entry],
-      outfile,
+      entryPoints: entries.map(({ entry, out }) => ({ in: entry, out })),
+      outdir,
+      outExtension: { '.js': '.mjs' },
       bundle: true,
+      splitting: false,
       platform: 'node',
       target: 'node20',
       format: 'esm',
@@ -60,36 +72,49 @@ export async function bundle(name: string, entry: string, outfile: string): Prom
       minifySyntax: true,
       keepNames: true,
       sourcemap: 'linked',
+      sourcesContent: false,
       legalComments: 'linked',
       logLevel: 'silent',
-      metafile: false,
     })
-    const { size } = await stat(outfile)
-    return { name, outfile, bytes: size, warnings: result.warnings }
+    warnings = result.warnings
   } catch (error) {
     const messages = (error as { errors?: Message[] }).errors
     const detail = messages?.length
-      ? messages
-          .map((m) => `  ${m.location ? `${m.location.file}:${m.location.line}: ` : ''}${m.text}`)
-          .join('\n')
+      ? formatMessages(messages)
       : `  ${error instanceof Error ? error.message : String(error)}`
-    throw new BuildError(`${name}: bundling ${relative(ROOT, entry)} failed\n${detail}`)
+    throw new BuildError(`bundling ${entries.map((e) => e.name).join(', ')} failed:\n${detail}`)
   }
+  return Promise.all(
+    entries.map(async ({ name, out }, index) => {
+      const outfile = join(outdir, `${out}.mjs`)
+      const { size } = await stat(outfile)
+      // esbuild reports warnings for the whole run: they are printed once, after the first bundle.
+      return { name, outfile, bytes: size, warnings: index === 0 ? warnings : [] }
+    }),
+  )
 }
 
-/** dist/functions/<name>/index.mjs from functions/<name>/index.ts. */
-export function bundleFunction(name: string, outDir = join(DIST, 'functions')): Promise<Bundle> {
-  return bundle(name, join(FUNCTIONS_DIR.pathname, name, 'index.ts'), join(outDir, name, 'index.mjs'))
+const functionEntry = (name: string): Entry => ({
+  name,
+  entry: join(FUNCTIONS_DIR.pathname, name, 'index.ts'),
+  out: `${name}/index`,
+})
+
+/** `<outDir>/<name>/index.mjs` from functions/<name>/index.ts. */
+export async function bundleFunction(name: string, outDir = join(DIST, 'functions')): Promise<Bundle> {
+  const [bundle] = await bundleAll([functionEntry(name)], outDir)
+  return bundle as Bundle
 }
 
 /**
- * The one migration script, bundled like a function. Its migrations folder is resolved next to the
- * module that reads it (import.meta.url), which in a bundle is the bundle itself: so they are copied there.
+ * The one migration script is bundled like a function, to dist/migrate/index.mjs. It finds its
+ * migrations folder next to the module that reads it (import.meta.url), which in a bundle is the bundle
+ * itself: so they are copied there.
  */
-export async function bundleMigrate(outDir = join(DIST, 'migrate')): Promise<Bundle> {
-  const result = await bundle('migrate', join(ROOT, 'scripts', 'migrate.ts'), join(outDir, 'index.mjs'))
-  await cp(MIGRATIONS_FOLDER, join(outDir, 'migrations'), { recursive: true })
-  return result
+const MIGRATE_ENTRY: Entry = {
+  name: 'migrate',
+  entry: join(ROOT, 'scripts', 'migrate.ts'),
+  out: 'migrate/index',
 }
 
 const formatSize = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(2)} MB`.padStart(9)
@@ -106,30 +131,22 @@ async function main(requested: string[]) {
   if (names.length === 0) throw new BuildError('No folder under functions/ has an index.ts')
 
   const started = performance.now()
-  if (requested.length === 0) {
+  const full = requested.length === 0
+  if (full) {
     // A full build starts clean, so that a removed function leaves no stale bundle to deploy.
     await rm(join(DIST, 'functions'), { recursive: true, force: true })
     await rm(join(DIST, 'migrate'), { recursive: true, force: true })
   }
-  process.stdout.write(`Bundling ${names.length} function(s) into ${relative(ROOT, DIST)}/\n`)
-  const jobs = [...names.map((name) => bundleFunction(name)), ...(requested.length ? [] : [bundleMigrate()])]
-  const settled = await Promise.allSettled(jobs)
-
-  const failures: string[] = []
-  for (const outcome of settled) {
-    if (outcome.status === 'rejected') {
-      failures.push(outcome.reason instanceof Error ? outcome.reason.message : String(outcome.reason))
-      continue
-    }
-    const { name, outfile, bytes, warnings } = outcome.value
+  process.stdout.write(`Bundling ${names.length} function(s)${full ? ' and migrate' : ''} into dist/\n`)
+  const entries = names.map((name) => ({ ...functionEntry(name), out: `functions/${name}/index` }))
+  const bundles = await bundleAll(full ? [...entries, MIGRATE_ENTRY] : entries, DIST)
+  if (full) await cp(MIGRATIONS_FOLDER, join(DIST, 'migrate', 'migrations'), { recursive: true })
+  for (const { name, outfile, bytes, warnings } of bundles) {
     process.stdout.write(`  ${name.padEnd(28)} ${formatSize(bytes)}  ${relative(ROOT, outfile)}\n`)
     for (const warning of warnings) {
       const where = warning.location ? ` (${warning.location.file}:${warning.location.line})` : ''
       process.stdout.write(`    warning: ${warning.text}${where}\n`)
     }
-  }
-  if (failures.length > 0) {
-    throw new BuildError(`${failures.length} bundle(s) failed:\n${failures.join('\n')}`)
   }
   process.stdout.write(`Done in ${Math.round(performance.now() - started)} ms\n`)
 }
