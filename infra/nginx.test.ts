@@ -14,6 +14,7 @@ import {
   renderSingleNginx,
 } from '../scripts/gen-infra'
 import { MAX_BODY_BYTES } from '../shared/http/app'
+import type { RouteDef } from '../shared/http/route'
 import { expectProblemShape, type TestResponse } from '../shared/testing/harness'
 
 /**
@@ -292,6 +293,53 @@ describe('infra/nginx/nginx.conf (one container per function)', () => {
     const res = await request(`${nginx.url}${samplePath(fn.route.path)}`, { method: fn.route.method })
     expectProblemShape(res, 503, 'SERVICE_UNAVAILABLE')
     expect(res.headers.get('Retry-After')).toBe('1')
+  })
+})
+
+describe('renderNginx for shapes no function has yet', () => {
+  // Several methods on one path, each its own function, and a static segment beside a parameter.
+  const route = (method: string, path: string) => ({ method, path }) as unknown as RouteDef
+  const model: InfraModel = {
+    functions: [
+      { name: 'thing-get', route: route('GET', '/v1/things/:thingId') },
+      { name: 'thing-update', route: route('PATCH', '/v1/things/:thingId') },
+      { name: 'thing-popular', route: route('GET', '/v1/things/popular') },
+    ],
+    workers: [],
+  }
+  let nginx: Nginx
+  const echoes = new Map<string, { port: number; server: Server }>()
+
+  beforeAll(async () => {
+    if (!NGINX) return
+    for (const fn of model.functions) echoes.set(fn.name, await echoServer(fn.name))
+    nginx = await startNginx(renderNginx(model), (host) => echoes.get(host)?.port ?? 1)
+  })
+
+  afterAll(async () => {
+    await nginx?.stop()
+    await Promise.all([...echoes.values()].map(({ server }) => new Promise((r) => server.close(r))))
+  })
+
+  it('refuses two functions for one method and path, whatever their parameters are called', () => {
+    for (const path of ['/v1/things/:thingId', '/v1/things/:id']) {
+      const twin = { name: 'thing-get-2', route: route('GET', path) }
+      expect(() => renderNginx({ functions: [...model.functions, twin], workers: [] })).toThrow(
+        /served by both thing-get/,
+      )
+    }
+  })
+
+  it.skipIf(!NGINX)(`sends each method of a shared path to its own function${SKIP}`, async () => {
+    const get = await request(`${nginx.url}/v1/things/7`)
+    expect(get.echo?.upstream).toBe('thing-get')
+    const patch = await request(`${nginx.url}/v1/things/7`, { method: 'PATCH', body: '{}' })
+    expect(patch.echo?.upstream).toBe('thing-update')
+    const popular = await request(`${nginx.url}/v1/things/popular`)
+    expect(popular.echo?.upstream).toBe('thing-popular')
+    const del = await request(`${nginx.url}/v1/things/7`, { method: 'DELETE' })
+    expectProblemShape(del, 405, 'METHOD_NOT_ALLOWED')
+    expect(del.headers.get('Allow')).toBe('GET, HEAD, PATCH')
   })
 })
 

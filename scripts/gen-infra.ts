@@ -203,18 +203,23 @@ const mainContextEnd = [`${INDENT}worker_connections 4096;`, '}', '']
  * port 8080), and one location per route path; the methods a path does not serve get 405.
  */
 export function renderNginx(model: InfraModel): string {
-  const byPath = new Map<string, HttpEntry[]>()
+  // Grouped by what nginx matches: /v1/things/:id and /v1/things/:thingId are one location.
+  const byPattern = new Map<string, HttpEntry[]>()
   for (const fn of [...model.functions].sort(byRouteSpecificity)) {
-    const list = byPath.get(fn.route.path) ?? []
+    const pattern = pathRegex(fn.route.path)
+    const list = byPattern.get(pattern) ?? []
     const clash = list.find((other) => other.route.method === fn.route.method)
     if (clash) {
-      throw new Error(`${fn.route.method} ${fn.route.path} is served by both ${clash.name} and ${fn.name}`)
+      throw new Error(
+        `${fn.route.method} ${fn.route.path} is served by both ${clash.name} (${clash.route.path}) and ${fn.name}`,
+      )
     }
-    byPath.set(fn.route.path, [...list, fn])
+    byPattern.set(pattern, [...list, fn])
   }
 
   const locations: string[] = []
-  for (const [path, fns] of byPath) {
+  for (const fns of byPattern.values()) {
+    const path = (fns[0] as HttpEntry).route.path
     const allowed = fns.flatMap((fn) => methodsFor(fn.route.method))
     const notAllowed = [
       'add_header X-Request-Id $req_id always;',
@@ -436,7 +441,7 @@ ${entries
     functionService(
       name,
       model.workers.includes(name)
-        ? 'worker'
+        ? `worker: no HTTP route; /health and /metrics on ${FUNCTION_PORT} like every function`
         : (() => {
             const fn = model.functions.find((f) => f.name === name)
             return `${fn?.route.method} ${fn?.route.path}`
@@ -450,7 +455,7 @@ ${entries
   mysql-primary:
     image: mariadb:11.4
     restart: unless-stopped
-    command: [--server-id=1, --log-bin, --log-basename=mariadb, --binlog-format=ROW]
+    command: [--server-id=1, --log-bin, --log-basename=mariadb]
     environment:
       MARIADB_ROOT_PASSWORD: \${MYSQL_ROOT_PASSWORD:-root-dev}
       MARIADB_DATABASE: commerce
