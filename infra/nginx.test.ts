@@ -92,7 +92,10 @@ async function startNginx(conf: string, portOf: (host: string) => number): Promi
   await writeFile(file, localConfig(conf, port, prefix, portOf))
   const args = ['-c', file, '-p', prefix, '-e', join(prefix, 'logs', 'error.log')]
   const check = spawnSync(NGINX as string, [...args, '-t'], { encoding: 'utf8' })
-  if (check.status !== 0) throw new Error(`nginx -t failed:\n${check.stderr}`)
+  if (check.status !== 0) {
+    await rm(prefix, { recursive: true, force: true })
+    throw new Error(`nginx -t failed:\n${check.stderr}`)
+  }
   let output = ''
   const process = spawn(NGINX as string, [...args, '-g', `daemon off; pid ${join(prefix, 'nginx.pid')};`], {
     stdio: ['ignore', 'pipe', 'pipe'],
