@@ -13,7 +13,7 @@ export class StartupError extends Error {
 }
 
 const HOW_TO_START =
-  'Start the local services with `bash scripts/dev-services.sh` (Debian) or `docker compose up -d`.'
+  'Start the local services with `bash scripts/dev-services.sh` (Debian), or with Docker as the README says.'
 
 export function unreachable(service: string, where: string, variable: string, error: unknown): StartupError {
   const reason = error instanceof Error ? ((error as { code?: string }).code ?? error.message) : String(error)
