@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 
 /** One registry per process (not prom-client's global), so that tests can build many apps side by side. */
 export function createMetrics(defaultLabels: Record<string, string> = {}) {
@@ -30,6 +30,36 @@ export function createMetrics(defaultLabels: Record<string, string> = {}) {
       name: 'rate_limit_decisions_total',
       help: 'Rate limit decisions on /v1 requests (error: Redis did not answer and the request was let through)',
       labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    outboxUnpublished: new Gauge({
+      name: 'outbox_unpublished_events',
+      help: 'Outbox rows not yet confirmed by RabbitMQ, as last counted by the relay sweeper',
+      registers: [registry],
+    }),
+    outboxRequeued: new Counter({
+      name: 'outbox_sweeper_requeued_total',
+      help: 'Unpublished outbox rows the sweeper had to enqueue or retry (no notify, Redis down, failed job)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    eventsPublished: new Counter({
+      name: 'events_published_total',
+      help: 'Relay publish attempts by routing key and outcome (published, already_published, unroutable, failed)',
+      labelNames: ['type', 'outcome'] as const,
+      registers: [registry],
+    }),
+    eventPublishLatency: new Histogram({
+      name: 'event_commit_to_publish_seconds',
+      help: 'From the outbox row (written in the order transaction) to the broker confirm, by routing key',
+      labelNames: ['type'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
+    eventsConsumed: new Counter({
+      name: 'events_consumed_total',
+      help: 'Messages handled by a consumer by outcome (applied, duplicate, retried, dead_lettered, requeued)',
+      labelNames: ['consumer', 'outcome'] as const,
       registers: [registry],
     }),
     transactionRetries: new Counter({

@@ -8,6 +8,18 @@ export const OUTBOX_QUEUE = 'outbox-relay'
 export const bullPrefix = (keyPrefix: string) => `${keyPrefix}bull`
 
 /**
+ * Every publish job, from `notify` or from the relay's sweeper. Failed jobs are kept for the operator (the
+ * sweeper retries them later); completed ones are trimmed, since a completed job means a published row.
+ * Backoff between attempts: 0.2, 0.4, 0.8 … 51 s, about 100 s from the first attempt to the last.
+ */
+export const OUTBOX_JOB_OPTIONS = {
+  attempts: 10,
+  backoff: { type: 'exponential', delay: 200 },
+  removeOnComplete: 1_000,
+  removeOnFail: false,
+} as const
+
+/**
  * The producer side of the relay queue: one job per committed event, job id = event id, so a second
  * notify for the same event is a no-op in BullMQ. The connection has no offline queue, so while Redis is
  * down `notify` fails at once and the caller moves on (the sweeper publishes those rows later).
@@ -31,13 +43,7 @@ export function createOutboxQueue(
         eventIds.map((eventId) => ({
           name: 'publish',
           data: { eventId },
-          opts: {
-            jobId: eventId,
-            attempts: 10,
-            backoff: { type: 'exponential', delay: 200 },
-            removeOnComplete: 1_000,
-            removeOnFail: false,
-          },
+          opts: { ...OUTBOX_JOB_OPTIONS, jobId: eventId },
         })),
       )
     },

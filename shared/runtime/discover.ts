@@ -77,3 +77,51 @@ export async function discoverFunctions(dir: URL = FUNCTIONS_DIR): Promise<HttpF
   )
   return found.sort(byRouteSpecificity)
 }
+
+/** What a worker folder's worker.ts declares: its name and what it does, for logs and the start banner. */
+export type WorkerDef = { name: string; description: string }
+
+export const defineWorker = <const W extends WorkerDef>(worker: W): W => worker
+
+/** A long-running consumer: `start` returns once it runs (connections are retried in the background). */
+export type RunningWorker = { start(): Promise<void>; stop(): Promise<void> }
+
+export type WorkerFunction = { name: string; worker: WorkerDef; create: (deps: Deps) => RunningWorker }
+
+/** Every folder under functions/ that has a worker.ts: adding a worker is adding a folder, like a function. */
+export function workerNames(dir: URL = FUNCTIONS_DIR): string[] {
+  const root = dir.pathname
+  return readdirSync(root)
+    .filter((name) => {
+      try {
+        return statSync(join(root, name, 'worker.ts')).isFile()
+      } catch {
+        return false
+      }
+    })
+    .sort()
+}
+
+const isWorkerDef = (value: unknown): value is WorkerDef =>
+  typeof value === 'object' && value !== null && 'name' in value && 'description' in value
+
+export async function discoverWorkers(dir: URL = FUNCTIONS_DIR): Promise<WorkerFunction[]> {
+  return Promise.all(
+    workerNames(dir).map(async (name) => {
+      const workerModule: Record<string, unknown> = await import(
+        pathToFileURL(join(dir.pathname, name, 'worker.ts')).href
+      )
+      const handlerModule: Record<string, unknown> = await import(
+        pathToFileURL(join(dir.pathname, name, 'handler.ts')).href
+      )
+      const worker = workerModule.worker
+      const create = handlerModule.default
+      if (!isWorkerDef(worker) || typeof create !== 'function') {
+        throw new Error(
+          `functions/${name}: worker.ts must export \`worker\` and handler.ts a default worker factory`,
+        )
+      }
+      return { name, worker, create: create as WorkerFunction['create'] }
+    }),
+  )
+}

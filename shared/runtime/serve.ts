@@ -5,6 +5,7 @@ import { createServiceApp } from '../http/app'
 import type { AppEnv } from '../http/context'
 import type { RouteDef } from '../http/route'
 import { buildDeps, StartupError } from './deps'
+import type { RunningWorker, WorkerDef } from './discover'
 import { listen, onShutdown } from './server'
 
 /** Prints what the operator must fix, without a stack trace, and exits 1. */
@@ -29,6 +30,28 @@ export async function serveFunction(name: string, route: RouteDef, create: (deps
       route: `${route.method} ${route.path}`,
       port: server.port,
     })
+  } catch (error) {
+    exitOnStartupError(error)
+  }
+}
+
+/**
+ * The container entry of one worker (functions/<name>/worker.ts): config → deps once → health and metrics
+ * on PORT → the worker → on SIGTERM the worker stops (in-flight work finishes) before the pools close.
+ */
+export async function serveWorker(worker: WorkerDef, create: (deps: Deps) => RunningWorker) {
+  try {
+    const config = loadConfig()
+    const deps = await buildDeps(config, worker.name)
+    const server = await listen(createServiceApp(deps, []), config.port)
+    const running = create(deps)
+    await running.start()
+    onShutdown({
+      logger: deps.logger,
+      lifecycle: deps.lifecycle,
+      steps: [() => running.stop(), server.close, deps.close],
+    })
+    deps.logger.info('worker running', { worker: worker.name, port: server.port })
   } catch (error) {
     exitOnStartupError(error)
   }

@@ -1,0 +1,26 @@
+import type { Deps } from '../../shared/deps'
+import { createEventConsumer } from '../../shared/events/consumer'
+import { type EventTopology, eventTopology } from '../../shared/events/topology'
+import type { RunningWorker } from '../../shared/runtime/discover'
+import { applyOrderEvent, STATISTICS_CONSUMER } from '../../shared/stats/sales'
+
+export type StatsConsumerOptions = { topology?: EventTopology; maxRetries?: number; retryDelayMs?: number }
+
+/**
+ * Reads order.completed (SPEC §3) and order.cancelled (ours: cancellations must be subtracted, and the
+ * SPEC's order.completed queue does not receive them; see docs/events.md).
+ */
+export default function createStatsConsumerWorker(
+  deps: Pick<Deps, 'config' | 'db' | 'logger' | 'metrics'>,
+  options: StatsConsumerOptions = {},
+): RunningWorker {
+  const topology = options.topology ?? eventTopology()
+  return createEventConsumer(deps, {
+    ...options,
+    name: STATISTICS_CONSUMER,
+    url: deps.config.rabbitmqUrl,
+    topology,
+    queues: [topology.queues.orderCompleted, topology.queues.orderCancelled],
+    handle: (event) => applyOrderEvent(deps.db, deps.config.businessTimeZone, event),
+  })
+}

@@ -1,0 +1,77 @@
+import { DiagnosticSeverity } from '@asyncapi/parser'
+import { toJsonSchema } from '@valibot/to-json-schema'
+import { describe, expect, it } from 'vitest'
+import { checkJsonSchema, loadEventContract, stripAnnotations } from './contract'
+import { OrderCancelledEventSchema, OrderCompletedEventSchema } from './schema'
+import { orderEventData } from './testing'
+import { deadLetterQueue, eventTopology, queueBindings } from './topology'
+
+describe('docs/events.asyncapi.yaml', () => {
+  it('is a valid AsyncAPI document: no diagnostic of severity error', async () => {
+    const { diagnostics } = await loadEventContract()
+    expect(diagnostics.filter((d) => d.severity === DiagnosticSeverity.Error)).toEqual([])
+  })
+
+  it('has the same payload schemas as the valibot schemas consumers validate with', async () => {
+    const { payloads } = await loadEventContract()
+    const fromValibot = (schema: Parameters<typeof toJsonSchema>[0]) => stripAnnotations(toJsonSchema(schema))
+    expect(payloads.get('order.completed')).toEqual(fromValibot(OrderCompletedEventSchema))
+    expect(payloads.get('order.cancelled')).toEqual(fromValibot(OrderCancelledEventSchema))
+  })
+
+  it('names the exchange, queues, bindings and dead-letter queues the code declares', async () => {
+    const { document } = await loadEventContract()
+    const topology = eventTopology()
+    const declared = queueBindings(topology).map(({ queue, keys }) => ({
+      queue,
+      exchange: topology.exchange,
+      keys,
+      dlq: deadLetterQueue(queue),
+    }))
+    const documented = document
+      .channels()
+      .all()
+      .flatMap((channel) => {
+        const binding = (channel.bindings().get('amqp')?.value() ?? {}) as Record<string, unknown>
+        if (binding.is !== 'queue') return []
+        return [
+          {
+            queue: (binding.queue as { name?: string } | undefined)?.name,
+            exchange: binding['x-exchange'],
+            keys: binding['x-binding-keys'],
+            dlq: binding['x-dead-letter-queue'],
+          },
+        ]
+      })
+    expect(documented).toEqual(declared)
+    const exchanges = document
+      .channels()
+      .all()
+      .map(
+        (channel) => channel.bindings().get('amqp')?.value() as { is?: string; exchange?: { name: string } },
+      )
+      .filter((binding) => binding.is === 'routingKey')
+      .map((binding) => binding.exchange?.name)
+    expect(new Set(exchanges)).toEqual(new Set([topology.exchange]))
+  })
+
+  it('accepts what the order verbs write and rejects what breaks the contract', async () => {
+    const { payloads } = await loadEventContract()
+    const completed = payloads.get('order.completed') ?? {}
+    const good = {
+      eventId: '0b7c2f9e-3f5e-4a35-9a4e-2f1d6f0c8a11',
+      type: 'order.completed',
+      schemaVersion: 1,
+      occurredAt: new Date().toISOString(),
+      data: orderEventData({
+        type: 'order.completed',
+        items: [{ productId: 1, quantity: 2, unitPrice: 100 }],
+      }),
+    }
+    expect(checkJsonSchema(completed, good)).toEqual([])
+    expect(checkJsonSchema(completed, { ...good, schemaVersion: 2 })).not.toEqual([])
+    expect(checkJsonSchema(completed, { ...good, extra: true })).not.toEqual([])
+    expect(checkJsonSchema(completed, { ...good, data: { ...good.data, total: 1.5 } })).not.toEqual([])
+    expect(checkJsonSchema(completed, { ...good, data: { ...good.data, items: [] } })).not.toEqual([])
+  })
+})

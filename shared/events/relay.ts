@@ -1,0 +1,252 @@
+import { type Job, Queue, Worker } from 'bullmq'
+import { Redis } from 'ioredis'
+import type { Deps } from '../deps'
+import { purgeExpiredIdempotencyKeys } from '../idempotency/idempotency'
+import type { Logger } from '../logger'
+import { redisKeyPrefix } from '../runtime/deps'
+import { bullPrefix, OUTBOX_JOB_OPTIONS, OUTBOX_QUEUE } from './outbox-queue'
+import {
+  countOutboxAttempt,
+  countUnpublishedOutboxEvents,
+  deletePublishedOutboxEvents,
+  findOutboxEvent,
+  findUnpublishedOutboxEvents,
+  markOutboxEventPublished,
+} from './outbox-store'
+import {
+  BrokerUnavailableError,
+  createEventPublisher,
+  type EventPublisher,
+  UnroutableError,
+} from './publisher'
+import { type EventTopology, eventTopology } from './topology'
+
+export type RelayDeps = Pick<Deps, 'config' | 'db' | 'logger' | 'metrics'>
+
+export type RelayOptions = {
+  /** RabbitMQ names; tests pass a suffixed topology of their own. */
+  topology?: EventTopology
+  /** Jobs published at once by this process. */
+  concurrency?: number
+  /** How often the sweeper looks for rows that no job is publishing. */
+  sweepIntervalMs?: number
+  /** Rows younger than this are left to their own notify. */
+  sweepAfterMs?: number
+  /** A job that used up its attempts is retried by the sweeper after sitting this long in `failed`. */
+  failedRetryAfterMs?: number
+  /** Published rows are deleted after this long. */
+  retentionMs?: number
+  maintenanceIntervalMs?: number
+}
+
+export const RELAY_DEFAULTS = {
+  concurrency: 32,
+  sweepIntervalMs: 1_500,
+  sweepAfterMs: 1_000,
+  failedRetryAfterMs: 60_000,
+  retentionMs: 7 * 24 * 3600 * 1000,
+  maintenanceIntervalMs: 10 * 60 * 1000,
+} as const
+
+const SWEEP_BATCH = 500
+/** While RabbitMQ is away, the worker holds its jobs back this long at a time instead of failing them. */
+const BROKER_WAIT_MS = 1_000
+
+type PublishJob = Job<{ eventId?: unknown }>
+
+/** Runs `task` now and then `intervalMs` after each run ends (never two at once); logs, never throws. */
+function repeat(name: string, intervalMs: number, task: () => Promise<void>, logger: Logger) {
+  let timer: NodeJS.Timeout | undefined
+  let running: Promise<void> | undefined
+  let stopped = false
+  const tick = () => {
+    running = task()
+      .catch((error: unknown) => logger.warn(`${name} failed; will try again`, { error }))
+      .finally(() => {
+        running = undefined
+        if (!stopped) timer = setTimeout(tick, intervalMs)
+      })
+  }
+  tick()
+  return {
+    async stop() {
+      stopped = true
+      clearTimeout(timer)
+      await running
+    },
+  }
+}
+
+/**
+ * The outbox relay: a BullMQ worker publishes each committed outbox row to RabbitMQ and then marks it
+ * published; a sweeper re-enqueues rows that no job is publishing; a maintenance loop deletes old
+ * published rows and expired idempotency keys.
+ *
+ * At least once, never lost: a row is marked published only after the broker's confirm, so a crash in
+ * between publishes it again (consumers dedupe by eventId). A RabbitMQ outage does not use up attempts:
+ * jobs wait (BullMQ rate limit) until the connection is back, then delayed retries are promoted at once.
+ */
+export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
+  const { config, db, logger, metrics } = deps
+  const settings = { ...RELAY_DEFAULTS, ...options }
+  const topology = options.topology ?? eventTopology()
+  const prefix = bullPrefix(redisKeyPrefix(config.databaseUrl))
+  const log = logger.child({ worker: 'outbox-relay' })
+
+  // BullMQ's worker blocks on Redis and must wait through outages (maxRetriesPerRequest null); the
+  // sweeper's connection fails fast instead, so that a sweep during an outage ends instead of hanging.
+  const workerConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
+  const queueConnection = new Redis(config.redisUrl, {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    connectTimeout: 2_000,
+  })
+  workerConnection.on('error', () => undefined)
+  queueConnection.on('error', () => undefined)
+  const queue = new Queue(OUTBOX_QUEUE, { connection: queueConnection, prefix })
+  queue.on('error', () => undefined)
+
+  let publisher: EventPublisher | undefined
+  let worker: Worker | undefined
+  let loops: Array<{ stop(): Promise<void> }> = []
+
+  const holdBack = async (): Promise<never> => {
+    await queue.rateLimit(BROKER_WAIT_MS)
+    throw Worker.RateLimitError()
+  }
+
+  const publishJob = async (job: PublishJob) => {
+    const eventId = job.data.eventId
+    if (typeof eventId !== 'string') throw new Error(`job ${job.id} has no eventId`)
+    if (publisher?.connected !== true) return holdBack()
+    const row = await findOutboxEvent(db, eventId)
+    // Notify runs after commit, so a missing row is a caller's bug (notify before commit, or for a rolled
+    // back transaction): the job fails after its attempts and stays in `failed` for someone to look at.
+    if (row === undefined) throw new Error(`outbox row ${eventId} not found`)
+    if (row.publishedAt !== null) {
+      metrics.eventsPublished.inc({ type: row.type, outcome: 'already_published' })
+      return
+    }
+    try {
+      await publisher.publish({
+        eventId,
+        type: row.type,
+        payload: row.payload,
+        occurredAt: row.createdAt,
+      })
+    } catch (error) {
+      if (error instanceof BrokerUnavailableError) return holdBack()
+      metrics.eventsPublished.inc({
+        type: row.type,
+        outcome: error instanceof UnroutableError ? 'unroutable' : 'failed',
+      })
+      await countOutboxAttempt(db, eventId).catch(() => undefined)
+      throw error
+    }
+    const confirmedAt = new Date()
+    await markOutboxEventPublished(db, eventId, confirmedAt)
+    metrics.eventsPublished.inc({ type: row.type, outcome: 'published' })
+    metrics.eventPublishLatency.observe(
+      { type: row.type },
+      (confirmedAt.getTime() - row.createdAt.getTime()) / 1000,
+    )
+  }
+
+  let sweepCursor = 0
+  const sweep = async () => {
+    const rows = await findUnpublishedOutboxEvents(db, {
+      olderThan: new Date(Date.now() - settings.sweepAfterMs),
+      afterId: sweepCursor,
+      limit: SWEEP_BATCH,
+    })
+    sweepCursor = rows.length === SWEEP_BATCH ? (rows.at(-1)?.id ?? 0) : 0
+    const states = await Promise.all(rows.map((row) => queue.getJobState(row.eventId)))
+    const missing: string[] = []
+    const finished: Array<{ eventId: string; state: 'failed' | 'completed' }> = []
+    rows.forEach((row, i) => {
+      const state = states[i]
+      if (state === 'unknown') missing.push(row.eventId)
+      else if (state === 'failed' || state === 'completed') finished.push({ eventId: row.eventId, state })
+    })
+    if (missing.length > 0) {
+      // Committed but never enqueued: a crash between commit and notify, or Redis down at that moment.
+      await queue.addBulk(
+        missing.map((eventId) => ({
+          name: 'publish',
+          data: { eventId },
+          opts: { ...OUTBOX_JOB_OPTIONS, jobId: eventId },
+        })),
+      )
+      metrics.outboxRequeued.inc({ reason: 'not_enqueued' }, missing.length)
+    }
+    for (const { eventId, state } of finished) {
+      // A job id that exists blocks a new add, so a finished job is retried in place. `completed` with
+      // the row unpublished means someone reset published_at to replay the event.
+      const job = await queue.getJob(eventId)
+      if (job === undefined) continue
+      if (state === 'failed' && Date.now() - (job.finishedOn ?? 0) < settings.failedRetryAfterMs) continue
+      try {
+        await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true })
+        metrics.outboxRequeued.inc({ reason: state })
+      } catch (error) {
+        log.debug('sweeper could not retry job; next sweep will look again', { eventId, error })
+      }
+    }
+    metrics.outboxUnpublished.set(await countUnpublishedOutboxEvents(db))
+  }
+
+  const maintain = async () => {
+    const deleted = await deletePublishedOutboxEvents(db, new Date(Date.now() - settings.retentionMs))
+    const purged = await purgeExpiredIdempotencyKeys(db)
+    if (deleted > 0 || purged > 0) {
+      log.info('outbox maintenance', { deletedPublishedEvents: deleted, purgedIdempotencyKeys: purged })
+    }
+  }
+
+  return {
+    async start() {
+      publisher = await createEventPublisher({
+        url: config.rabbitmqUrl,
+        topology,
+        logger: log,
+        name: 'outbox-relay',
+        // Retries that backed off while the broker was away need not wait out their delay.
+        onConnect: () => {
+          queue.promoteJobs().catch(() => undefined)
+        },
+      })
+      const running = new Worker(OUTBOX_QUEUE, publishJob, {
+        connection: workerConnection,
+        prefix,
+        concurrency: settings.concurrency,
+      })
+      running.on('error', (error) => log.warn('relay worker error', { error }))
+      running.on('failed', (job, error) => {
+        const attempts = job?.opts.attempts ?? 1
+        const gaveUp = (job?.attemptsMade ?? 0) >= attempts
+        const fields = { eventId: job?.id, attemptsMade: job?.attemptsMade, error }
+        if (gaveUp) log.error('event not published after every attempt; the sweeper retries it later', fields)
+        else log.warn('event publish failed; retrying with backoff', fields)
+      })
+      worker = running
+      loops = [
+        repeat('outbox sweep', settings.sweepIntervalMs, sweep, log),
+        repeat('outbox maintenance', settings.maintenanceIntervalMs, maintain, log),
+      ]
+      log.info('outbox relay started', { exchange: topology.exchange, queue: OUTBOX_QUEUE, prefix })
+    },
+
+    async stop() {
+      await Promise.all(loops.map((loop) => loop.stop()))
+      loops = []
+      // Lets jobs in flight finish: their rows are marked published, or they retry on the next start.
+      await worker?.close()
+      await queue.close()
+      await publisher?.close()
+      workerConnection.disconnect()
+      queueConnection.disconnect()
+    },
+  }
+}
+
+export type OutboxRelay = ReturnType<typeof createOutboxRelay>

@@ -1,0 +1,217 @@
+import { randomBytes, randomInt } from 'node:crypto'
+import net from 'node:net'
+import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib'
+import { sql } from 'drizzle-orm'
+import { Redis } from 'ioredis'
+import type { Db } from '../db/client'
+import { applyMigrations } from '../runtime/deps'
+import { testConfig } from '../testing/harness'
+import { type EventEnvelope, type OrderEventData, type OrderEventType, writeOutboxEvent } from './outbox'
+
+/*
+ * Helpers for the event tests: real MySQL, Redis and RabbitMQ, isolated by name. Nothing here mocks.
+ */
+
+export const uniqueSuffix = (label: string) => `.test-${label}-${randomBytes(4).toString('hex')}`
+
+/**
+ * A freshly migrated database of the test file's own, through the same migration path as npm start.
+ *
+ * Why not the shared commerce_test: the relay's sweeper scans the whole outbox table by design, so two
+ * relays in parallel test files (or a test relay and another file's order tests) would publish each
+ * other's rows to their own exchanges. With a database of its own, its Redis key prefix (and so its
+ * BullMQ queue) is its own too.
+ */
+export async function createIsolatedDatabase(label: string) {
+  const name = `commerce_test_${label}_${randomBytes(4).toString('hex')}`
+  const base = new URL(testConfig().databaseUrl)
+  base.pathname = `/${name}`
+  const url = base.toString()
+  await applyMigrations(testConfig({ DATABASE_URL: url }))
+  return {
+    url,
+    name,
+    /** Drops the database and every Redis key under its prefix (never anything else). */
+    async drop(db: Db) {
+      await db.execute(sql.raw(`DROP DATABASE IF EXISTS \`${name}\``))
+      const redis = new Redis(testConfig().redisUrl)
+      try {
+        let cursor = '0'
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', `${name}:*`, 'COUNT', 1000)
+          cursor = next
+          if (keys.length > 0) await redis.unlink(...keys)
+        } while (cursor !== '0')
+      } finally {
+        redis.disconnect()
+      }
+    },
+  }
+}
+
+/**
+ * A TCP proxy the test controls, to cut a service off the way a network failure does: `cut` destroys
+ * every open connection and stops accepting; `restore` accepts again on the same port.
+ */
+export async function createTcpProxy(targetPort: number, targetHost = '127.0.0.1') {
+  const sockets = new Set<net.Socket>()
+  const track = (socket: net.Socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => socket.destroy())
+  }
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, targetHost)
+    track(client)
+    track(upstream)
+    client.pipe(upstream)
+    upstream.pipe(client)
+    client.on('close', () => upstream.destroy())
+    upstream.on('close', () => client.destroy())
+  })
+  const listen = (port: number) =>
+    new Promise<number>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject)
+        const address = server.address()
+        resolve(typeof address === 'object' && address !== null ? address.port : port)
+      })
+    })
+  const port = await listen(0)
+  let up = true
+  return {
+    port,
+    async cut() {
+      if (!up) return
+      up = false
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const socket of sockets) socket.destroy()
+      await closed
+    },
+    async restore() {
+      if (up) return
+      await listen(port)
+      up = true
+    },
+    async close() {
+      up = false
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}
+
+export type ObservedMessage = {
+  body: unknown
+  raw: string
+  properties: ConsumeMessage['properties']
+  routingKey: string
+  receivedAt: number
+}
+
+/**
+ * A test's own view of the exchange: an exclusive queue bound with `pattern`, recording every message.
+ * It sees what a queue bound like data.platform sees, without taking that queue's messages.
+ */
+export async function observeExchange(url: string, exchange: string, pattern = '#') {
+  const connection = await amqp.connect(url)
+  const channel = await connection.createChannel()
+  const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true })
+  await channel.bindQueue(queue, exchange, pattern)
+  const messages: ObservedMessage[] = []
+  await channel.consume(
+    queue,
+    (message) => {
+      if (message === null) return
+      const raw = message.content.toString('utf8')
+      let body: unknown = raw
+      try {
+        body = JSON.parse(raw)
+      } catch {
+        // kept as text
+      }
+      messages.push({
+        body,
+        raw,
+        properties: message.properties,
+        routingKey: message.fields.routingKey,
+        receivedAt: Date.now(),
+      })
+    },
+    { noAck: true },
+  )
+  return {
+    messages,
+    queue,
+    /** Binds the observer's queue to more routing keys (an exclusive queue only takes its own connection's binds). */
+    async bind(more: string) {
+      await channel.bindQueue(queue, exchange, more)
+    },
+    /** Messages by event id (message id): a list longer than one is a duplicate delivery. */
+    byEventId() {
+      const map = new Map<string, ObservedMessage[]>()
+      for (const m of messages) {
+        const id = String(m.properties.messageId)
+        map.set(id, [...(map.get(id) ?? []), m])
+      }
+      return map
+    },
+    async close() {
+      await connection.close().catch(() => undefined)
+    },
+  }
+}
+
+export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await condition()) return
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+export const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN
+}
+
+/** Order event data as the order verbs write it, for tests that write outbox rows themselves. */
+export function orderEventData(options: {
+  type: OrderEventType
+  orderId?: number
+  userId?: number
+  items: Array<{ productId: number; quantity: number; unitPrice: number }>
+  discount?: number
+  userCouponId?: number | null
+  paidAt?: Date
+  cancelledAt?: Date
+}): OrderEventData {
+  const subtotal = options.items.reduce((sum, line) => sum + line.quantity * line.unitPrice, 0)
+  const discount = options.discount ?? 0
+  const paidAt = options.paidAt ?? new Date()
+  return {
+    orderId: options.orderId ?? randomInt(1, 2 ** 47),
+    userId: options.userId ?? randomInt(1, 2 ** 47),
+    status: options.type === 'order.completed' ? 'PAID' : 'CANCELLED',
+    items: options.items,
+    subtotal,
+    discount,
+    total: subtotal - discount,
+    userCouponId: options.userCouponId ?? null,
+    paidAt: paidAt.toISOString(),
+    ...(options.type === 'order.cancelled'
+      ? { cancelledAt: (options.cancelledAt ?? new Date()).toISOString() }
+      : {}),
+  }
+}
+
+/** Writes one event the way the order verbs do: in a transaction of its own. Returns it with its commit time. */
+export async function commitOutboxEvent(db: Db, type: OrderEventType, data: OrderEventData) {
+  const envelope: EventEnvelope = await db.transaction((tx) => writeOutboxEvent(tx, type, data, new Date()))
+  return { envelope, committedAt: Date.now() }
+}
+
+/** A plain connection for a test's own setup and checks (purging, counting, binding). */
+export const connectForTest = (url: string): Promise<ChannelModel> => amqp.connect(url)
