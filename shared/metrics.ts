@@ -26,6 +26,18 @@ export function createMetrics(defaultLabels: Record<string, string> = {}) {
       labelNames: ['cache'] as const,
       registers: [registry],
     }),
+    couponIssues: new Counter({
+      name: 'coupon_issue_requests_total',
+      help: 'Coupon issue requests by outcome (issued, replayed, sold_out, already_issued, not_issuable, not_found, mysql_sold_out, mysql_already_issued, failed)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    couponStateRebuilds: new Counter({
+      name: 'coupon_state_rebuilds_total',
+      help: "Rebuilds of a coupon's Redis issuing state from MySQL (rebuilt, superseded)",
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     rateLimitDecisions: new Counter({
       name: 'rate_limit_decisions_total',
       help: 'Rate limit decisions on /v1 requests (error: Redis did not answer and the request was let through)',

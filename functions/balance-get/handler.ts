@@ -1,0 +1,12 @@
+import { getBalance } from '../../shared/balance/balance'
+import type { Deps } from '../../shared/deps'
+import { assertSelfOrAdmin } from '../../shared/http/auth'
+import { routeApp } from '../../shared/http/route'
+import { route } from './route'
+
+export default function createBalanceGetApp(deps: Pick<Deps, 'db' | 'config'>) {
+  return routeApp(route, deps.config, async ({ params, auth }, c) => {
+    assertSelfOrAdmin(auth, params.userId)
+    return c.json(await getBalance(deps.db, params.userId))
+  })
+}

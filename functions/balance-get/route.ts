@@ -1,0 +1,20 @@
+import * as v from 'valibot'
+import { defineRoute } from '../../shared/http/route'
+import { idParams } from '../../shared/http/schemas'
+
+export const BalanceSchema = v.object({
+  userId: v.number(),
+  balance: v.number(),
+  updatedAt: v.pipe(v.string(), v.isoTimestamp()),
+})
+
+export const route = defineRoute({
+  method: 'GET',
+  path: '/v1/users/:userId/balance',
+  summary: "A user's balance (0 before the first charge)",
+  tag: 'Balance',
+  access: 'user',
+  params: idParams('userId'),
+  response: { status: 200, description: 'The balance', schema: BalanceSchema },
+  errors: ['FORBIDDEN'],
+})

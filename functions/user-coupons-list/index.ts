@@ -1,0 +1,5 @@
+import { serveFunction } from '../../shared/runtime/serve'
+import createApp from './handler'
+import { route } from './route'
+
+await serveFunction('user-coupons-list', route, createApp)

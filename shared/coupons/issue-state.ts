@@ -1,0 +1,417 @@
+import { createHash, randomUUID } from 'node:crypto'
+import { and, asc, eq, gt, inArray } from 'drizzle-orm'
+import { coupons, userCoupons } from '../db/schema'
+import { inTransaction } from '../db/transaction'
+import type { Deps } from '../deps'
+import { AppError } from '../errors'
+import type { Redis } from '../redis/client'
+
+/**
+ * The Redis side of first-come-first-served issuing. Per coupon:
+ *
+ * - `state`   hash { gen, total, startsAt, endsAt, soldOut }. Its presence is the "loaded" marker: no claim
+ *             is decided without it, so after a restart or a flush nothing is issued until it is rebuilt.
+ * - `winners` set of user ids holding the coupon or being given it right now (confirmed + pending).
+ * - `pending` zset user id → claim time: claims whose MySQL commit has not been confirmed yet.
+ *
+ * One script decides a claim atomically (holder? window? room?) and records the winner, so sold-out and
+ * duplicate requests never reach MySQL. MySQL stays the ground truth (issued_quantity < total_quantity guard,
+ * unique (coupon_id, user_id)); every place where Redis can be stale only ever makes it admit a claim that
+ * MySQL then refuses, never one MySQL would have to take back.
+ */
+export type IssueStateDeps = Pick<Deps, 'db' | 'redis' | 'logger' | 'metrics'>
+
+/** Above any persist's run time (5 transaction attempts × 5 s lock wait + backoff): older claims are orphans. */
+export const PENDING_STALE_MS = 120_000
+const REBUILD_LOCK_MS = 10_000
+/** How long a request waits for another process's rebuild before answering 503. */
+const REBUILD_WAIT_MS = 5_000
+const REBUILD_POLL_MS = 20
+const REBUILD_CHUNK = 5_000
+const RECONCILE_BATCH = 500
+
+/** The `{id}` hash tag keeps one coupon's keys in one Redis Cluster slot, as its scripts require. */
+export function stateKeys(couponId: number) {
+  const tag = `coupon:{${couponId}}`
+  return {
+    state: `${tag}:state`,
+    winners: `${tag}:winners`,
+    pending: `${tag}:pending`,
+    rebuildLock: `${tag}:rebuild`,
+    reconcileLock: `${tag}:reconcile`,
+    staging: (token: string) => `${tag}:staging:${token}`,
+  }
+}
+
+type Script = { source: string; sha: string }
+const script = (source: string): Script => ({
+  source,
+  sha: createHash('sha1').update(source).digest('hex'),
+})
+
+/** EVALSHA, falling back to EVAL once when Redis lost its script cache (a restart). */
+async function runScript(
+  redis: Redis,
+  { source, sha }: Script,
+  keys: string[],
+  args: Array<string | number>,
+): Promise<unknown> {
+  try {
+    return await redis.evalsha(sha, keys.length, ...keys, ...args)
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+    return await redis.eval(source, keys.length, ...keys, ...args)
+  }
+}
+
+// KEYS: state, winners, pending. ARGV: userId, nowMs, staleBeforeMs.
+// A holder is told so first (even after the window closed), so that a client retrying a successful issue
+// with its Idempotency-Key is routed to the replay. `stale` flags an orphaned claim that reconciliation
+// could free (a process died between its claim and its commit).
+const CLAIM = script(`
+local state = redis.call('HMGET', KEYS[1], 'gen', 'total', 'startsAt', 'endsAt', 'soldOut')
+local gen = state[1]
+if not gen then return {'NOT_LOADED', ''} end
+local user = ARGV[1]
+local now = tonumber(ARGV[2])
+local staleBefore = tonumber(ARGV[3])
+if redis.call('SISMEMBER', KEYS[2], user) == 1 then
+  local since = redis.call('ZSCORE', KEYS[3], user)
+  if since and tonumber(since) < staleBefore then return {'ALREADY_ISSUED', gen, 'stale'} end
+  return {'ALREADY_ISSUED', gen}
+end
+if state[3] ~= '' and now < tonumber(state[3]) then return {'NOT_ISSUABLE', gen} end
+if state[4] ~= '' and now >= tonumber(state[4]) then return {'NOT_ISSUABLE', gen} end
+if state[5] == '1' or redis.call('SCARD', KEYS[2]) >= tonumber(state[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  if state[5] ~= '1' and oldest[2] and tonumber(oldest[2]) < staleBefore then
+    return {'SOLD_OUT', gen, 'stale'}
+  end
+  return {'SOLD_OUT', gen}
+end
+redis.call('SADD', KEYS[2], user)
+redis.call('ZADD', KEYS[3], now, user)
+return {'CLAIMED', gen}
+`)
+
+// KEYS: state, pending. ARGV: userId, gen. The user holds the coupon in MySQL: the claim is no longer pending.
+const CONFIRM = script(`
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[2] then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+`)
+
+// KEYS: state, winners, pending. ARGV: userId, gen, soldOut ('1' when MySQL said it is full).
+// Only a claim still pending in the same generation is given back: after a rebuild the set came from MySQL,
+// and a claim already settled by reconciliation was decided there.
+const RELEASE = script(`
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[2] then return 0 end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'soldOut', '1') end
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
+  redis.call('SREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// KEYS: rebuildLock, staging. ARGV: token, ttlMs, userIds...
+const STAGE = script(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+`)
+
+// KEYS: state, winners, pending, rebuildLock, staging. ARGV: token, total, startsAt, endsAt, soldOut.
+// Publishes a rebuilt state in one step, and only if this process still holds the rebuild lock and no other
+// rebuild got there first. The token becomes the generation.
+const COMMIT_REBUILD = script(`
+if redis.call('GET', KEYS[4]) ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DEL', KEYS[5])
+  return 0
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('RENAME', KEYS[5], KEYS[2])
+  redis.call('PERSIST', KEYS[2])
+end
+redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'total', ARGV[2], 'startsAt', ARGV[3], 'endsAt', ARGV[4], 'soldOut', ARGV[5])
+redis.call('DEL', KEYS[4])
+return 1
+`)
+
+// KEYS: state, winners, pending. ARGV: gen, then (userId, score, holds '1'|'0') triples.
+const SETTLE_STALE = script(`
+if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
+local settled = 0
+for i = 2, #ARGV, 3 do
+  local user = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[3], user)
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[3], user)
+    if ARGV[i + 2] == '0' then redis.call('SREM', KEYS[2], user) end
+    settled = settled + 1
+  end
+end
+return settled
+`)
+
+// KEYS: state, winners. -1 when not loaded.
+const REMAINING = script(`
+local state = redis.call('HMGET', KEYS[1], 'gen', 'total', 'soldOut')
+if not state[1] then return -1 end
+if state[3] == '1' then return 0 end
+local left = tonumber(state[2]) - redis.call('SCARD', KEYS[2])
+if left < 0 then return 0 end
+return left
+`)
+
+const RELEASE_LOCK = script(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+export type ClaimOutcome = 'CLAIMED' | 'ALREADY_ISSUED' | 'SOLD_OUT' | 'NOT_ISSUABLE'
+export type Claim = { outcome: ClaimOutcome; gen: string; stale: boolean }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export const issuingUnavailable = (detail: string, cause?: unknown) =>
+  new AppError('SERVICE_UNAVAILABLE', detail, { retryAfterSeconds: 1, cause })
+
+const couponNotFound = (couponId: number) =>
+  new AppError('COUPON_NOT_FOUND', `Coupon ${couponId} does not exist`)
+
+/**
+ * Rebuilds the coupon's state from MySQL unless another process is doing it ('busy'). The coupon row is
+ * read FOR UPDATE: every persist takes its slot with an UPDATE of that row before inserting the user
+ * coupon, so the lock waits for persists in flight to commit and holds new ones off while the holders are
+ * read, and the set and the count are one consistent picture. What it cannot see are claims made in the
+ * lost state whose persist has not reached MySQL yet; those can make Redis admit too many, which MySQL's
+ * guard refuses and the refusal corrects (see release with soldOut, and confirm).
+ */
+export async function rebuildState(
+  deps: IssueStateDeps,
+  couponId: number,
+): Promise<'rebuilt' | 'superseded' | 'busy' | 'missing'> {
+  const { db, redis } = deps
+  const keys = stateKeys(couponId)
+  const token = randomUUID()
+  if ((await redis.set(keys.rebuildLock, token, 'PX', REBUILD_LOCK_MS, 'NX')) !== 'OK') return 'busy'
+  const staging = keys.staging(token)
+  try {
+    const snapshot = await inTransaction(db, async (tx) => {
+      await redis.del(staging)
+      const [row] = await tx
+        .select({
+          total: coupons.totalQuantity,
+          issued: coupons.issuedQuantity,
+          startsAt: coupons.issueStartsAt,
+          endsAt: coupons.issueEndsAt,
+        })
+        .from(coupons)
+        .where(eq(coupons.id, couponId))
+        .for('update')
+      if (!row) return null
+      let holders = 0
+      let after = 0
+      for (;;) {
+        const chunk = await tx
+          .select({ userId: userCoupons.userId })
+          .from(userCoupons)
+          .where(and(eq(userCoupons.couponId, couponId), gt(userCoupons.userId, after)))
+          .orderBy(asc(userCoupons.userId))
+          .limit(REBUILD_CHUNK)
+        if (chunk.length > 0) {
+          const ids = chunk.map((r) => r.userId)
+          const staged = await runScript(
+            redis,
+            STAGE,
+            [keys.rebuildLock, staging],
+            [token, REBUILD_LOCK_MS, ...ids],
+          )
+          if (staged !== 1) return 'superseded' as const
+          holders += ids.length
+          after = ids[ids.length - 1] ?? after
+        }
+        if (chunk.length < REBUILD_CHUNK) break
+      }
+      return { ...row, holders }
+    })
+    if (snapshot === null) return 'missing'
+    if (snapshot === 'superseded') return 'superseded'
+    if (snapshot.holders !== snapshot.issued) {
+      deps.logger.error('coupon holders differ from issued_quantity', { couponId, ...snapshot })
+    }
+    const committed = await runScript(
+      redis,
+      COMMIT_REBUILD,
+      [keys.state, keys.winners, keys.pending, keys.rebuildLock, staging],
+      [
+        token,
+        snapshot.total,
+        snapshot.startsAt?.getTime() ?? '',
+        snapshot.endsAt?.getTime() ?? '',
+        snapshot.issued >= snapshot.total ? '1' : '0',
+      ],
+    )
+    const outcome = committed === 1 ? 'rebuilt' : 'superseded'
+    deps.metrics.couponStateRebuilds.inc({ outcome })
+    deps.logger.info('coupon issuing state rebuilt from MySQL', {
+      couponId,
+      outcome,
+      holders: snapshot.holders,
+    })
+    return outcome
+  } finally {
+    await Promise.allSettled([
+      runScript(redis, RELEASE_LOCK, [keys.rebuildLock], [token]),
+      redis.del(staging),
+    ])
+  }
+}
+
+/** Waits until the state is loaded: rebuilds it here, or waits for the process that is rebuilding it. */
+async function ensureLoaded(deps: IssueStateDeps, couponId: number, deadline: number): Promise<void> {
+  const keys = stateKeys(couponId)
+  for (;;) {
+    const outcome = await rebuildState(deps, couponId)
+    if (outcome === 'missing') throw couponNotFound(couponId)
+    if (outcome !== 'busy' && (await deps.redis.exists(keys.state)) === 1) return
+    if (Date.now() > deadline) {
+      throw issuingUnavailable('Coupon issuing is being restored; retry shortly')
+    }
+    await sleep(REBUILD_POLL_MS)
+    if ((await deps.redis.exists(keys.state)) === 1) return
+  }
+}
+
+/**
+ * The one atomic decision: holder → ALREADY_ISSUED, outside the window → NOT_ISSUABLE, no room → SOLD_OUT,
+ * else the user is recorded as a (pending) winner. Loads the state from MySQL first when it is missing.
+ */
+export async function claimSlot(
+  deps: IssueStateDeps,
+  couponId: number,
+  userId: number,
+  now: Date,
+): Promise<Claim> {
+  const keys = stateKeys(couponId)
+  const deadline = Date.now() + REBUILD_WAIT_MS
+  for (;;) {
+    const reply = (await runScript(
+      deps.redis,
+      CLAIM,
+      [keys.state, keys.winners, keys.pending],
+      [userId, now.getTime(), now.getTime() - PENDING_STALE_MS],
+    )) as [string, string, string?]
+    const [outcome, gen, stale] = reply
+    if (outcome !== 'NOT_LOADED') {
+      return { outcome: outcome as ClaimOutcome, gen, stale: stale === 'stale' }
+    }
+    await ensureLoaded(deps, couponId, deadline)
+  }
+}
+
+/** The user holds the coupon in MySQL (committed, or found there): their claim is settled. */
+export async function confirmClaim(deps: IssueStateDeps, couponId: number, userId: number, gen: string) {
+  const keys = stateKeys(couponId)
+  await runScript(deps.redis, CONFIRM, [keys.state, keys.pending], [userId, gen])
+}
+
+/**
+ * Gives a claim's slot back (the user leaves the winners set) when its persist did not happen. With
+ * `soldOut`, MySQL refused because it is full: Redis admitted too many (its state was rebuilt while claims
+ * of the lost state were still on their way), and since issued_quantity never goes down, every later
+ * request can be refused in Redis again.
+ */
+export async function releaseClaim(
+  deps: IssueStateDeps,
+  couponId: number,
+  userId: number,
+  gen: string,
+  options: { soldOut?: boolean } = {},
+): Promise<boolean> {
+  const keys = stateKeys(couponId)
+  const released = await runScript(
+    deps.redis,
+    RELEASE,
+    [keys.state, keys.winners, keys.pending],
+    [userId, gen, options.soldOut ? '1' : '0'],
+  )
+  return released === 1
+}
+
+/**
+ * Settles claims pending for longer than any persist can take: their process died between the claim and
+ * the commit (or could not report back). Each is checked in MySQL: a holder is confirmed, anyone else's slot
+ * is given back. Runs only when a claim reports a stale entry, so MySQL is not touched otherwise.
+ */
+export async function reconcileStaleClaims(
+  deps: IssueStateDeps,
+  couponId: number,
+  gen: string,
+  now: Date,
+): Promise<number> {
+  const { db, redis } = deps
+  const keys = stateKeys(couponId)
+  const token = randomUUID()
+  if ((await redis.set(keys.reconcileLock, token, 'PX', REBUILD_LOCK_MS, 'NX')) !== 'OK') return 0
+  try {
+    const raw = await redis.zrangebyscore(
+      keys.pending,
+      '-inf',
+      `(${now.getTime() - PENDING_STALE_MS}`,
+      'WITHSCORES',
+      'LIMIT',
+      0,
+      RECONCILE_BATCH,
+    )
+    const stale: Array<{ userId: number; score: string }> = []
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      stale.push({ userId: Number(raw[i]), score: raw[i + 1] as string })
+    }
+    if (stale.length === 0) return 0
+    const held = await db
+      .select({ userId: userCoupons.userId })
+      .from(userCoupons)
+      .where(
+        and(
+          eq(userCoupons.couponId, couponId),
+          inArray(
+            userCoupons.userId,
+            stale.map((s) => s.userId),
+          ),
+        ),
+      )
+    const holders = new Set(held.map((r) => r.userId))
+    const settled = Number(
+      await runScript(
+        redis,
+        SETTLE_STALE,
+        [keys.state, keys.winners, keys.pending],
+        [gen, ...stale.flatMap((s) => [s.userId, s.score, holders.has(s.userId) ? '1' : '0'])],
+      ),
+    )
+    deps.logger.warn('orphaned coupon claims settled', {
+      couponId,
+      settled,
+      confirmed: holders.size,
+      givenBack: stale.length - holders.size,
+    })
+    return settled
+  } finally {
+    await runScript(redis, RELEASE_LOCK, [keys.reconcileLock], [token]).catch(() => undefined)
+  }
+}
+
+/** What Redis would still admit, loading the state when it is missing; null if it cannot tell. */
+export async function remainingInRedis(deps: IssueStateDeps, couponId: number): Promise<number | null> {
+  const keys = stateKeys(couponId)
+  const read = async () => Number(await runScript(deps.redis, REMAINING, [keys.state, keys.winners], []))
+  const first = await read()
+  if (first >= 0) return first
+  await ensureLoaded(deps, couponId, Date.now() + REBUILD_WAIT_MS)
+  const second = await read()
+  return second >= 0 ? second : null
+}
