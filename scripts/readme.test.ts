@@ -5,13 +5,15 @@ import { discoverFunctions } from '../shared/runtime/discover'
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 const config = readFileSync(new URL('../shared/config.ts', import.meta.url), 'utf8')
 
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 describe('README', () => {
   it('maps every HTTP function to its route', async () => {
     for (const fn of await discoverFunctions()) {
       const path = fn.route.path.replace(/:(\w+)/g, '{$1}')
-      const row = new RegExp(`\\|\\s*\`${fn.route.method} ${escape(path)}\`\\s*\\|\\s*\`${fn.name}\`\\s*\\|`)
+      const row = new RegExp(
+        `\\|\\s*\`${fn.route.method} ${escapeRegExp(path)}\`\\s*\\|\\s*\`${fn.name}\`\\s*\\|`,
+      )
       expect(readme, fn.name).toMatch(row)
     }
   })
