@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Child, startChild } from './processes'
 
@@ -84,7 +84,7 @@ ${servers}
 `
 }
 
-/** nginx in the foreground (`daemon off`), a child of the bench, with its config in `dir`. */
+/** nginx in the foreground (`daemon off`), a child of the bench, with its config in `dir` (removed on stop). */
 export function startNginx(binary: string, dir: string, proxies: Proxy[]): Child {
   mkdirSync(dir, { recursive: true })
   chmodSync(dir, 0o755)
@@ -92,14 +92,6 @@ export function startNginx(binary: string, dir: string, proxies: Proxy[]): Child
   writeFileSync(conf, nginxConfig(dir, proxies))
   // -e: the error log before the config is read (default /var/log/nginx, which may not be writable).
   execFileSync(binary, ['-t', '-q', '-p', dir, '-e', join(dir, 'error.log'), '-c', conf], { stdio: 'pipe' })
-  return startChild('nginx', binary, [
-    '-p',
-    dir,
-    '-e',
-    join(dir, 'error.log'),
-    '-c',
-    conf,
-    '-g',
-    'daemon off;',
-  ])
+  const args = ['-p', dir, '-e', join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;']
+  return startChild('nginx', binary, args, process.env, () => rmSync(dir, { recursive: true, force: true }))
 }

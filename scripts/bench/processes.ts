@@ -27,6 +27,8 @@ export function startChild(
   command: string,
   args: string[],
   env: NodeJS.ProcessEnv = process.env,
+  /** Runs once the child has exited after stop(): removing what it left behind. */
+  afterStop?: () => void,
 ): Child {
   const proc = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
   const lines: string[] = []
@@ -43,14 +45,16 @@ export function startChild(
     tail: () => lines.join('\n'),
     async stop() {
       children.delete(child)
-      if (exited(proc)) return
-      const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
-      proc.kill('SIGTERM')
-      const inTime = await Promise.race([gone.then(() => true), sleep(STOP_GRACE_MS).then(() => false)])
-      if (!inTime && !exited(proc)) {
-        proc.kill('SIGKILL')
-        await gone
+      if (!exited(proc)) {
+        const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
+        proc.kill('SIGTERM')
+        const inTime = await Promise.race([gone.then(() => true), sleep(STOP_GRACE_MS).then(() => false)])
+        if (!inTime && !exited(proc)) {
+          proc.kill('SIGKILL')
+          await gone
+        }
       }
+      afterStop?.()
     },
   }
   children.add(child)
