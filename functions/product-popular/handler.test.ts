@@ -2,9 +2,9 @@ import { randomInt } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createDatabase, type Database } from '../../shared/db/client'
 import type { Deps } from '../../shared/deps'
-import { type EventEnvelope, writeOutboxEvent } from '../../shared/events/outbox'
+import type { EventEnvelope } from '../../shared/events/outbox'
 import type { ValidEventEnvelope } from '../../shared/events/schema'
-import { createTcpProxy, orderEventData } from '../../shared/events/testing'
+import { createTcpProxy, orderEnvelope, orderEventData } from '../../shared/events/testing'
 import { connectRedis, createRedis, type Redis } from '../../shared/redis/client'
 import { type RuntimeDeps, redisKeyPrefix } from '../../shared/runtime/deps'
 import { discoverFunctions } from '../../shared/runtime/discover'
@@ -42,13 +42,9 @@ type Sale = { productId: number; quantity: number; unitPrice: number }
 
 /** Books an order event through the statistics verb, as the consumer does with a delivered message. */
 async function book(type: EventEnvelope['type'], day: string, items: Sale[], orderId?: number) {
-  const envelope = await deps.db.transaction((tx) =>
-    writeOutboxEvent(
-      tx,
-      type,
-      orderEventData({ type, items, orderId, paidAt: morningOf(day), cancelledAt: morningOf(day) }),
-      new Date(),
-    ),
+  const envelope = orderEnvelope(
+    type,
+    orderEventData({ type, items, orderId, paidAt: morningOf(day), cancelledAt: morningOf(day) }),
   )
   await applyOrderEvent(deps.db, deps.config.businessTimeZone, envelope as ValidEventEnvelope)
   return envelope
@@ -114,13 +110,13 @@ describe('GET /v1/products/popular', () => {
       {
         type: 'order.completed',
         day: today,
-        orderId: 777,
+        orderId: 2 ** 50 + 777,
         items: [{ productId: p7, quantity: 20, unitPrice: 100 }],
       },
       {
         type: 'order.cancelled',
         day: today,
-        orderId: 777,
+        orderId: 2 ** 50 + 777,
         items: [{ productId: p7, quantity: 20, unitPrice: 100 }],
       },
     ]

@@ -4,9 +4,15 @@ import { and, between, eq, inArray } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { dailyProductSales, processedEvents } from '../../shared/db/schema'
 import { RETRY_COUNT_HEADER } from '../../shared/events/consumer'
-import { type EventEnvelope, writeOutboxEvent } from '../../shared/events/outbox'
+import type { EventEnvelope } from '../../shared/events/outbox'
 import { createEventPublisher, type EventPublisher } from '../../shared/events/publisher'
-import { connectForTest, orderEventData, uniqueSuffix, waitFor } from '../../shared/events/testing'
+import {
+  connectForTest,
+  orderEnvelope,
+  orderEventData,
+  uniqueSuffix,
+  waitFor,
+} from '../../shared/events/testing'
 import {
   deadLetterQueue,
   deleteTopology,
@@ -38,8 +44,8 @@ const ownDay = () => {
 /** Noon in Seoul on `day`. */
 const noonOn = (day: string) => new Date(`${day}T03:00:00.000Z`)
 
-const envelopeOf = (type: EventEnvelope['type'], data: EventEnvelope['data']) =>
-  deps.db.transaction((tx) => writeOutboxEvent(tx, type, data, new Date()))
+const envelopeOf = async (type: EventEnvelope['type'], data: EventEnvelope['data']) =>
+  orderEnvelope(type, data)
 
 const publish = (envelope: EventEnvelope) =>
   publisher.publish({

@@ -32,6 +32,7 @@ export async function connectBroker(options: {
   if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(HEARTBEAT_SECONDS))
   let current: ChannelModel | undefined
   let connected = false
+  let failures = 0
 
   const recovering = await amqp.connect(url.toString(), {
     timeout: 5_000,
@@ -49,6 +50,7 @@ export async function connectBroker(options: {
   })
   recovering.on('connect', () => {
     connected = true
+    failures = 0
     logger.info('connected to RabbitMQ', { connection: options.name })
     options.onConnect?.()
   })
@@ -57,8 +59,15 @@ export async function connectBroker(options: {
     logger.warn('disconnected from RabbitMQ; reconnecting', { connection: options.name, error })
     options.onDisconnect?.()
   })
+  // The first failed attempt of an outage is a warning; the retries after it (every 2 s) stay at debug.
   recovering.on('connect-failed', (error: Error) => {
-    logger.debug('RabbitMQ connection attempt failed', { connection: options.name, error })
+    failures++
+    const log = failures === 1 ? logger.warn : logger.debug
+    log('cannot reach RabbitMQ; retrying in the background', {
+      connection: options.name,
+      attempts: failures,
+      error,
+    })
   })
   recovering.on('error', (error: Error) => {
     logger.warn('RabbitMQ connection error', { connection: options.name, error })

@@ -1,4 +1,4 @@
-import { randomBytes, randomInt } from 'node:crypto'
+import { randomBytes, randomInt, randomUUID } from 'node:crypto'
 import net from 'node:net'
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib'
 import { sql } from 'drizzle-orm'
@@ -207,7 +207,23 @@ export function orderEventData(options: {
   }
 }
 
-/** Writes one event the way the order verbs do: in a transaction of its own. Returns it with its commit time. */
+/**
+ * An event as the outbox writer shapes it, without writing a row: for tests that feed consumers directly.
+ * Never write outbox rows for orders that do not exist into the shared database: the invariant checks of
+ * other tests (SPEC §4: no event without its order) read the whole table.
+ */
+export function orderEnvelope(
+  type: OrderEventType,
+  data: OrderEventData,
+  occurredAt = new Date(),
+): EventEnvelope {
+  return { eventId: randomUUID(), type, schemaVersion: 1, occurredAt: occurredAt.toISOString(), data }
+}
+
+/**
+ * Writes one event the way the order verbs do: in a transaction of its own. Returns it with its commit time.
+ * Only into a test's own database (createIsolatedDatabase): the row names an order that does not exist.
+ */
 export async function commitOutboxEvent(db: Db, type: OrderEventType, data: OrderEventData) {
   const envelope: EventEnvelope = await db.transaction((tx) => writeOutboxEvent(tx, type, data, new Date()))
   return { envelope, committedAt: Date.now() }
