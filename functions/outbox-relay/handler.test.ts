@@ -4,7 +4,7 @@ import { Queue } from 'bullmq'
 import { eq, inArray } from 'drizzle-orm'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { idempotencyKeys, outbox } from '../../shared/db/schema'
+import { idempotencyKeys, outbox, processedEvents } from '../../shared/db/schema'
 import type { OrderEventType } from '../../shared/events/outbox'
 import { bullPrefix, OUTBOX_QUEUE } from '../../shared/events/outbox-queue'
 import {
@@ -292,7 +292,7 @@ describe('outbox relay', () => {
     }
   })
 
-  it('deletes published rows after the retention period and purges expired idempotency keys', async () => {
+  it('deletes published rows after the retention period and purges expired idempotency keys and event ids', async () => {
     const day = 24 * 3600 * 1000
     const now = Date.now()
     const row = (publishedDaysAgo: number | null) => {
@@ -322,6 +322,14 @@ describe('outbox relay', () => {
     const expired = key(25)
     const live = key(1)
     await deps.db.insert(idempotencyKeys).values([expired, live])
+    const applied = (daysAgo: number) => ({
+      consumer: 'statistics',
+      eventId: randomUUID(),
+      processedAt: new Date(now - daysAgo * day),
+    })
+    const forgotten = applied(31)
+    const remembered = applied(29)
+    await deps.db.insert(processedEvents).values([forgotten, remembered])
 
     // Maintenance runs when a relay starts, then every 10 minutes.
     await relay.stop()
@@ -339,6 +347,13 @@ describe('outbox relay', () => {
         .from(idempotencyKeys)
         .where(inArray(idempotencyKeys.key, [expired.key, live.key]))
       return keys.length === 1 && keys[0]?.key === live.key
+    })
+    await waitFor('event ids older than 30 days to be forgotten', async () => {
+      const rows = await deps.db
+        .select({ eventId: processedEvents.eventId })
+        .from(processedEvents)
+        .where(inArray(processedEvents.eventId, [forgotten.eventId, remembered.eventId]))
+      return rows.length === 1 && rows[0]?.eventId === remembered.eventId
     })
   })
 })

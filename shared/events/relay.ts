@@ -4,6 +4,7 @@ import type { Deps } from '../deps'
 import { purgeExpiredIdempotencyKeys } from '../idempotency/idempotency'
 import type { Logger } from '../logger'
 import { redisKeyPrefix } from '../runtime/deps'
+import { purgeProcessedEvents } from '../stats/sales'
 import { bullPrefix, OUTBOX_JOB_OPTIONS, OUTBOX_QUEUE } from './outbox-queue'
 import {
   countOutboxAttempt,
@@ -198,8 +199,13 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
   const maintain = async () => {
     const deleted = await deletePublishedOutboxEvents(db, new Date(Date.now() - settings.retentionMs))
     const purged = await purgeExpiredIdempotencyKeys(db)
-    if (deleted > 0 || purged > 0) {
-      log.info('outbox maintenance', { deletedPublishedEvents: deleted, purgedIdempotencyKeys: purged })
+    const forgotten = await purgeProcessedEvents(db)
+    if (deleted > 0 || purged > 0 || forgotten > 0) {
+      log.info('outbox maintenance', {
+        deletedPublishedEvents: deleted,
+        purgedIdempotencyKeys: purged,
+        forgottenProcessedEvents: forgotten,
+      })
     }
   }
 

@@ -53,3 +53,24 @@ export async function applyOrderEvent(
     return 'applied'
   })
 }
+
+/**
+ * How long an applied event id is remembered. Far longer than the outbox keeps published rows (7 days),
+ * so no redelivery the relay can cause is ever applied twice; an operator replaying a dead-lettered
+ * message older than this must check processed_events by hand.
+ */
+export const PROCESSED_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+/** Forgets applied event ids older than the retention, in batches; returns how many rows went. */
+export async function purgeProcessedEvents(db: Db, now = new Date(), batch = 1_000): Promise<number> {
+  const before = new Date(now.getTime() - PROCESSED_EVENT_RETENTION_MS)
+  let total = 0
+  for (;;) {
+    const [result] = await db.execute(
+      sql`DELETE FROM ${processedEvents} WHERE ${processedEvents.processedAt} < ${before} LIMIT ${batch}`,
+    )
+    const affected = (result as { affectedRows?: number }).affectedRows ?? 0
+    total += affected
+    if (affected < batch) return total
+  }
+}
