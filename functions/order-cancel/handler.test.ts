@@ -124,6 +124,19 @@ describe('POST /v1/orders/:orderId/cancel', () => {
     expect(await checkInvariants(deps.db, { productIds: [o.productId], userIds: [o.userId] })).toEqual([])
   })
 
+  it('takes no body: an unknown field is 400 and changes nothing, an empty object is fine', async () => {
+    const o = await paidOrder()
+    const refused = await call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, {
+      token: o.token,
+      body: { reason: 'x' },
+    })
+    const problem = expectProblemShape(refused, 400, 'VALIDATION_FAILED')
+    expect(problem.errors).toEqual([{ path: 'reason', message: 'is not a known field' }])
+    expect(await stockOf(o.productId)).toBe(8)
+    const res = await call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token, body: {} })
+    expect(res.status).toBe(200)
+  })
+
   it('answers 404 for an unknown order, 400 for a bad id, 401 without a token', async () => {
     const { token } = await paidOrder()
     expectProblemShape(

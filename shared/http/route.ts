@@ -1,9 +1,9 @@
 import { type Context, Hono, type MiddlewareHandler } from 'hono'
-import type * as v from 'valibot'
+import * as v from 'valibot'
 import type { ErrorCode } from '../errors'
 import { type Access, requireAuth } from './auth'
 import type { AppEnv, AuthClaims } from './context'
-import { parse, readJsonBody, readQuery } from './validate'
+import { parse, parseJson, readJsonBody, readQuery } from './validate'
 
 type Schema = v.GenericSchema
 
@@ -41,6 +41,16 @@ const passThrough: MiddlewareHandler<AppEnv> = async (_c, next) => {
   await next()
 }
 
+const NoFields = v.strictObject({})
+
+/** A route without a body schema takes none: `{}` is tolerated, any field is a 400 like any unknown field. */
+async function refuseBody(c: Context<AppEnv>): Promise<undefined> {
+  if (c.req.method === 'GET') return undefined
+  const text = await c.req.text()
+  if (text.trim() !== '') parse(NoFields, parseJson(text))
+  return undefined
+}
+
 /**
  * The Hono app of one function: auth first (401/403 before 400), then params, query and body are
  * validated with the route's own schemas, then the handler runs with typed input.
@@ -55,7 +65,7 @@ export function routeApp<R extends RouteDef>(
   app.on(route.method, route.path, auth, async (c) => {
     const params = route.params ? parse(route.params, c.req.param()) : undefined
     const query = route.query ? readQuery(c, route.query) : undefined
-    const body = route.body ? await readJsonBody(c, route.body) : undefined
+    const body = route.body ? await readJsonBody(c, route.body) : await refuseBody(c)
     const input = { params, query, body, auth: c.get('auth') } as RouteInput<R>
     return handle(input, c)
   })

@@ -64,15 +64,18 @@ export async function readJsonBody<S extends AnySchema>(c: Context, schema: S): 
       errors: [{ path: '', message: 'is required' }],
     })
   }
-  let body: unknown
+  return parse(schema, parseJson(text))
+}
+
+/** JSON.parse whose failure is a 400 VALIDATION_FAILED, never a 500. */
+export function parseJson(text: string): unknown {
   try {
-    body = JSON.parse(text)
+    return JSON.parse(text)
   } catch {
     throw new AppError('VALIDATION_FAILED', 'The request body is not valid JSON', {
       errors: [{ path: '', message: 'must be valid JSON' }],
     })
   }
-  return parse(schema, body)
 }
 
 /** Query strings: a repeated key (`?limit=1&limit=2`) is an error rather than a silent pick of one. */
