@@ -25,13 +25,21 @@ export async function ensureAccount(db: Db, userId: number): Promise<void> {
   await db.insert(balances).ignore().values({ userId, balance: 0, createdAt: now, updatedAt: now })
 }
 
-async function readBalance(db: DbOrTx, userId: number): Promise<Balance> {
+async function findBalance(db: DbOrTx, userId: number): Promise<Balance | undefined> {
   const [row] = await db.select().from(balances).where(eq(balances.userId, userId))
-  if (!row) throw new Error(`balance account ${userId} missing after ensureAccount`)
-  return { userId, balance: row.balance, updatedAt: row.updatedAt.toISOString() }
+  return row && { userId, balance: row.balance, updatedAt: row.updatedAt.toISOString() }
 }
 
-export const getBalance = async (db: Db, userId: number) => {
+async function readBalance(db: DbOrTx, userId: number): Promise<Balance> {
+  const balance = await findBalance(db, userId)
+  if (!balance) throw new Error(`balance account ${userId} missing after ensureAccount`)
+  return balance
+}
+
+/** A read that writes only the first time: the account is opened on first use (SPEC §1). */
+export async function getBalance(db: Db, userId: number): Promise<Balance> {
+  const existing = await findBalance(db, userId)
+  if (existing) return existing
   await ensureAccount(db, userId)
   return readBalance(db, userId)
 }
