@@ -100,6 +100,27 @@ describe('GET /v1/products/:productId', () => {
     expect((await call(app, 'GET', `/v1/products/${id}`)).body).toMatchObject({ stock: 49 })
   })
 
+  it('loads an uncached product once across two processes (the Redis lock)', async () => {
+    const other = await createTestDeps()
+    try {
+      const otherApp = createTestApp(other, [createProductGetApp])
+      const id = await insertProduct(deps, { name: 'Shared' })
+      const loads = async () =>
+        (await counter('cache_loads_total', { cache: 'product-info' })) +
+        ((await other.metrics.registry.getSingleMetric('cache_loads_total')?.get())?.values.find(
+          (v) => v.labels.cache === 'product-info',
+        )?.value ?? 0)
+      const before = await loads()
+      const responses = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? app : otherApp, 'GET', `/v1/products/${id}`)),
+      )
+      expect(responses.every((r) => r.status === 200)).toBe(true)
+      expect(await loads()).toBe(before + 1)
+    } finally {
+      await other.close()
+    }
+  })
+
   it('loads an uncached product once for 50 concurrent readers (stampede protection)', async () => {
     const id = await insertProduct(deps, { name: 'Hot' })
     const loadsBefore = await counter('cache_loads_total', { cache: 'product-info' })
