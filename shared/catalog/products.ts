@@ -33,15 +33,15 @@ const toInfo = (row: Row): ProductInfo => ({
   updatedAt: row.updatedAt.toISOString(),
 })
 
-const toProduct = (row: Row): Product => ({
-  id: row.id,
-  name: row.name,
-  description: row.description,
-  price: row.price,
-  stock: row.stock,
-  createdAt: row.createdAt.toISOString(),
-  updatedAt: row.updatedAt.toISOString(),
+/** SPEC's field order: stock sits between price and the timestamps. */
+const withStock = ({ createdAt, updatedAt, ...rest }: ProductInfo, stock: number): Product => ({
+  ...rest,
+  stock,
+  createdAt,
+  updatedAt,
 })
+
+const toProduct = (row: Row): Product => withStock(toInfo(row), row.stock)
 
 export type CatalogDeps = Pick<Deps, 'db' | 'dbRead' | 'redis' | 'metrics' | 'logger' | 'config'>
 
@@ -112,8 +112,7 @@ export function createCatalog(deps: CatalogDeps) {
       ])
       if (info === null || stock === null)
         throw new AppError('PRODUCT_NOT_FOUND', `Product ${id} does not exist`)
-      const { createdAt, updatedAt, ...rest } = info
-      return { ...rest, stock, createdAt, updatedAt }
+      return withStock(info, stock)
     },
 
     async create(input: { name: string; description?: string | undefined; price: number; stock: number }) {
@@ -186,4 +185,3 @@ export function createCatalog(deps: CatalogDeps) {
 }
 
 export type Catalog = ReturnType<typeof createCatalog>
-export { toProduct }
