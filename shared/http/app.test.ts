@@ -55,7 +55,14 @@ describe('every request', () => {
 
   it('answers unknown routes with 404 NOT_FOUND problem JSON', async () => {
     expectProblemShape(await call(app, 'GET', '/v1/does-not-exist'), 404, 'NOT_FOUND')
-    expectProblemShape(await call(app, 'DELETE', '/v1/products'), 404, 'NOT_FOUND')
+    expectProblemShape(await call(app, 'GET', '/v1/products/1/extra'), 404, 'NOT_FOUND')
+  })
+
+  it('answers a known path asked with another method with 405 and Allow', async () => {
+    const res = await call(app, 'DELETE', '/v1/products/12')
+    expectProblemShape(res, 405, 'METHOD_NOT_ALLOWED')
+    expect(res.headers.get('Allow')).toBe('GET')
+    expect((await call(app, 'PUT', '/v1/orders')).headers.get('Allow')).toBe('POST')
   })
 
   it('turns an unexpected exception into a generic 500 without stack, SQL or message', async () => {

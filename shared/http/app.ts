@@ -153,9 +153,24 @@ export function createServiceApp(
 
   for (const fn of functions) app.route('/', fn)
 
-  app.notFound((c) =>
-    problemResponse(c, new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)),
+  // A known path asked with another method is 405 with Allow, as nginx answers in front of the functions.
+  const known = functions.flatMap((fn) =>
+    fn.routes
+      .filter((r) => r.method !== 'ALL')
+      .map((r) => ({ method: r.method, pattern: new RegExp(`^${r.path.replace(/:\w+/g, '[^/]+')}$`) })),
   )
+  app.notFound((c) => {
+    const allowed = [...new Set(known.filter((r) => r.pattern.test(c.req.path)).map((r) => r.method))]
+    if (allowed.length === 0) {
+      return problemResponse(c, new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`))
+    }
+    const response = problemResponse(
+      c,
+      new AppError('METHOD_NOT_ALLOWED', `${c.req.path} accepts ${allowed.join(', ')}`),
+    )
+    response.headers.set('Allow', allowed.join(', '))
+    return response
+  })
 
   app.onError((error, c) => {
     if (isAppError(error) && error.status < 500) return problemResponse(c, error)
