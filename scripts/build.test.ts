@@ -138,3 +138,56 @@ describe('the product-get bundle', () => {
     expect(Date.now() - started).toBeLessThan(10_000)
   })
 })
+
+describe('the product-get bundle on SIGTERM with a request in flight', () => {
+  it('finishes the request, then exits 0', async () => {
+    // A Redis of this test's own that it can freeze: the bundle's cache read then hangs until its
+    // command timeout (1 s) and falls back to MySQL, so the request is in flight when SIGTERM arrives.
+    const redisPort = await freePort()
+    const redis = spawn('redis-server', ['--port', String(redisPort), '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    })
+    const port = await freePort()
+    const bundle = spawn(process.execPath, ['index.mjs'], {
+      cwd: runDir,
+      env: {
+        PATH: process.env.PATH,
+        PORT: String(port),
+        DATABASE_URL: TEST_ENV.DATABASE_URL,
+        REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+        NODE_ENV: 'test',
+        LOG_LEVEL: 'silent',
+      },
+      stdio: 'ignore',
+    })
+    try {
+      const base = `http://127.0.0.1:${port}`
+      for (let ready = false, tries = 0; !ready; tries++) {
+        if (tries > 150) throw new Error('the second bundle did not become ready')
+        ready = await fetch(`${base}/health/ready`).then(
+          (r) => r.ok,
+          () => false,
+        )
+        if (!ready) await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      const id = await insertProduct(deps, { name: 'In flight', stock: 2 })
+      const exit = once(bundle, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+      redis.kill('SIGSTOP')
+      const inFlight = fetch(`${base}/v1/products/${id}`)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const signalled = Date.now()
+      bundle.kill('SIGTERM')
+      const res = await inFlight
+      redis.kill('SIGCONT')
+      expect(res.status).toBe(200)
+      expect(await res.json()).toMatchObject({ id, name: 'In flight', stock: 2 })
+      const [code] = await exit
+      expect(code).toBe(0)
+      expect(Date.now() - signalled).toBeLessThan(10_000)
+    } finally {
+      redis.kill('SIGCONT')
+      redis.kill('SIGKILL')
+      if (bundle.exitCode === null && bundle.signalCode === null) bundle.kill('SIGKILL')
+    }
+  })
+})
