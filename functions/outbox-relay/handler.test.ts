@@ -1,5 +1,4 @@
 import { randomInt, randomUUID } from 'node:crypto'
-import type { ChannelModel } from 'amqplib'
 import { Queue } from 'bullmq'
 import { eq, inArray } from 'drizzle-orm'
 import { Redis } from 'ioredis'
@@ -9,33 +8,25 @@ import type { OrderEventType } from '../../shared/events/outbox'
 import { bullPrefix, OUTBOX_QUEUE } from '../../shared/events/outbox-queue'
 import {
   commitOutboxEvent,
-  connectForTest,
-  createIsolatedDatabase,
+  createEventRig,
   createTcpProxy,
-  observeExchange,
+  type EventRig,
   orderEventData,
   percentile,
-  uniqueSuffix,
   waitFor,
 } from '../../shared/events/testing'
-import {
-  declareTopology,
-  deleteTopology,
-  type EventTopology,
-  eventTopology,
-} from '../../shared/events/topology'
+import type { EventTopology } from '../../shared/events/topology'
 import { type RuntimeDeps, redisKeyPrefix } from '../../shared/runtime/deps'
 import { discoverWorkers, functionNames, type RunningWorker } from '../../shared/runtime/discover'
-import { createTestDeps, testConfig } from '../../shared/testing/harness'
 import createOutboxRelayWorker from './handler'
 
-const rabbitUrl = testConfig().rabbitmqUrl
-let database: Awaited<ReturnType<typeof createIsolatedDatabase>>
-let proxy: Awaited<ReturnType<typeof createTcpProxy>>
+let rig: EventRig | undefined
+let database: EventRig['database']
+let proxy: EventRig['proxy']
 let deps: RuntimeDeps
 let topology: EventTopology
-let admin: ChannelModel
-let observer: Awaited<ReturnType<typeof observeExchange>>
+let admin: EventRig['admin']
+let observer: EventRig['observer']
 let relay: RunningWorker
 let jobs: Queue
 let jobsConnection: Redis
@@ -79,17 +70,8 @@ const arrived = (eventIds: string[]) => {
 }
 
 beforeAll(async () => {
-  database = await createIsolatedDatabase('relay')
-  proxy = await createTcpProxy(Number(new URL(rabbitUrl).port || 5672))
-  // The relay under test reaches RabbitMQ through the proxy, so that the test can cut it off.
-  deps = await createTestDeps({
-    DATABASE_URL: database.url,
-    RABBITMQ_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
-  })
-  topology = eventTopology(uniqueSuffix('relay'))
-  admin = await connectForTest(rabbitUrl)
-  await declareTopology(admin, topology, deps.logger)
-  observer = await observeExchange(rabbitUrl, topology.exchange, 'order.*')
+  rig = await createEventRig('relay')
+  ;({ database, proxy, deps, topology, admin, observer } = rig)
   jobsConnection = new Redis(deps.config.redisUrl, { maxRetriesPerRequest: null })
   jobs = new Queue(OUTBOX_QUEUE, {
     connection: jobsConnection,
@@ -102,16 +84,7 @@ afterAll(async () => {
   await relay?.stop()
   await jobs?.close()
   jobsConnection?.disconnect()
-  await observer?.close()
-  if (admin) {
-    await deleteTopology(admin, topology).catch(() => undefined)
-    await admin.close()
-  }
-  await proxy?.close()
-  if (deps) {
-    await database.drop(deps.db)
-    await deps.close()
-  }
+  await rig?.close()
 })
 
 describe('outbox relay', () => {

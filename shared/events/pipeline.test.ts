@@ -1,5 +1,4 @@
 import { randomInt } from 'node:crypto'
-import type { ChannelModel } from 'amqplib'
 import { sql } from 'drizzle-orm'
 import * as v from 'valibot'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -17,28 +16,17 @@ import { popularWindow } from '../stats/popular'
 import {
   call,
   createTestApp,
-  createTestDeps,
   fundUser,
   insertProduct,
   type TestResponse,
-  testConfig,
   tokenFor,
   uniqueUserId,
 } from '../testing/harness'
 import { checkJsonSchema, type JsonSchema, loadEventContract } from './contract'
 import type { EventEnvelope } from './outbox'
 import { EventEnvelopeSchema } from './schema'
-import {
-  connectForTest,
-  createIsolatedDatabase,
-  createTcpProxy,
-  type ObservedMessage,
-  observeExchange,
-  percentile,
-  uniqueSuffix,
-  waitFor,
-} from './testing'
-import { declareTopology, deleteTopology, type EventTopology, eventTopology } from './topology'
+import { createEventRig, type EventRig, type ObservedMessage, percentile, waitFor } from './testing'
+import type { EventTopology } from './topology'
 
 /*
  * The whole path of SPEC §3 with real HTTP orders: order-create and order-cancel commit outbox rows, the
@@ -62,27 +50,17 @@ type Order = {
 
 const bodyOf = (message: ObservedMessage) => message.body as EventEnvelope
 
-const rabbitUrl = testConfig().rabbitmqUrl
-let database: Awaited<ReturnType<typeof createIsolatedDatabase>>
-let proxy: Awaited<ReturnType<typeof createTcpProxy>>
+let rig: EventRig | undefined
+let proxy: EventRig['proxy']
 let deps: RuntimeDeps
 let topology: EventTopology
-let admin: ChannelModel
-let observer: Awaited<ReturnType<typeof observeExchange>>
+let observer: EventRig['observer']
 let workers: RunningWorker[] = []
 let app: ReturnType<typeof createTestApp>
 
 beforeAll(async () => {
-  database = await createIsolatedDatabase('pipeline')
-  proxy = await createTcpProxy(Number(new URL(rabbitUrl).port || 5672))
-  deps = await createTestDeps({
-    DATABASE_URL: database.url,
-    RABBITMQ_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
-  })
-  topology = eventTopology(uniqueSuffix('pipeline'))
-  admin = await connectForTest(rabbitUrl)
-  await declareTopology(admin, topology, deps.logger)
-  observer = await observeExchange(rabbitUrl, topology.exchange, 'order.*')
+  rig = await createEventRig('pipeline')
+  ;({ proxy, deps, topology, observer } = rig)
   workers = [createOutboxRelayWorker(deps, { topology }), createStatsConsumerWorker(deps, { topology })]
   for (const worker of workers) await worker.start()
   app = createTestApp(deps, [createOrderCreateApp, createOrderCancelApp, (d) => createProductPopularApp(d)])
@@ -90,16 +68,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const worker of workers) await worker.stop()
-  await observer?.close()
-  if (admin) {
-    await deleteTopology(admin, topology).catch(() => undefined)
-    await admin.close()
-  }
-  await proxy?.close()
-  if (deps) {
-    await database.drop(deps.db)
-    await deps.close()
-  }
+  await rig?.close()
 })
 
 /** Runs `tasks` with at most `limit` in flight. */

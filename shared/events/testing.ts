@@ -5,8 +5,9 @@ import { sql } from 'drizzle-orm'
 import { Redis } from 'ioredis'
 import type { Db } from '../db/client'
 import { applyMigrations } from '../runtime/deps'
-import { testConfig } from '../testing/harness'
+import { createTestDeps, testConfig } from '../testing/harness'
 import { type EventEnvelope, type OrderEventData, type OrderEventType, writeOutboxEvent } from './outbox'
+import { declareTopology, deleteTopology, eventTopology } from './topology'
 
 /*
  * Helpers for the event tests: real MySQL, Redis and RabbitMQ, isolated by name. Nothing here mocks.
@@ -231,3 +232,41 @@ export async function commitOutboxEvent(db: Db, type: OrderEventType, data: Orde
 
 /** A plain connection for a test's own setup and checks (purging, counting, binding). */
 export const connectForTest = (url: string): Promise<ChannelModel> => amqp.connect(url)
+
+/**
+ * What an end-to-end event test stands on: a database of its own, a TCP proxy to RabbitMQ that the test can
+ * cut, deps whose RABBITMQ_URL goes through that proxy, and a topology with names of its own, declared and
+ * watched from outside the proxy. `close` undoes all of it.
+ */
+export async function createEventRig(label: string) {
+  const rabbitUrl = testConfig().rabbitmqUrl
+  const database = await createIsolatedDatabase(label)
+  const proxy = await createTcpProxy(Number(new URL(rabbitUrl).port || 5672))
+  const deps = await createTestDeps({
+    DATABASE_URL: database.url,
+    RABBITMQ_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+  })
+  const topology = eventTopology(uniqueSuffix(label))
+  const admin = await connectForTest(rabbitUrl)
+  await declareTopology(admin, topology, deps.logger)
+  const observer = await observeExchange(rabbitUrl, topology.exchange, 'order.*')
+  return {
+    rabbitUrl,
+    database,
+    proxy,
+    deps,
+    topology,
+    admin,
+    observer,
+    async close() {
+      await observer.close()
+      await deleteTopology(admin, topology).catch(() => undefined)
+      await admin.close()
+      await proxy.close()
+      await database.drop(deps.db)
+      await deps.close()
+    },
+  }
+}
+
+export type EventRig = Awaited<ReturnType<typeof createEventRig>>
