@@ -139,6 +139,24 @@ describe('POST /v1/orders', () => {
     expect(await checkInvariants(deps.db, { productIds: [p], userIds: [userId] })).toEqual([])
   })
 
+  it('takes a free order from a user who never charged, opening the account at 0', async () => {
+    const userId = uniqueUserId()
+    const token = await tokenFor(deps, userId)
+    const p = await insertProduct(deps, { price: 700, stock: 5 })
+    const { userCouponId } = await giveCoupon(deps, userId, { type: 'FIXED', value: 1_000 })
+    const res = await order(token, { items: [{ productId: p, quantity: 1 }], userCouponId })
+    expect(res.status).toBe(201)
+    expect(res.body).toMatchObject({ subtotal: 700, discount: 700, total: 0 })
+    expect(await balanceOf(userId)).toBe(0)
+    const stranger = await tokenFor(deps, uniqueUserId())
+    expectProblemShape(
+      await order(stranger, { items: [{ productId: p, quantity: 1 }] }),
+      409,
+      'INSUFFICIENT_BALANCE',
+    )
+    expect(await checkInvariants(deps.db, { productIds: [p], userIds: [userId] })).toEqual([])
+  })
+
   it('needs a token', async () => {
     expectProblemShape(await call(app, 'POST', '/v1/orders', { body: { items: [] } }), 401, 'UNAUTHENTICATED')
   })

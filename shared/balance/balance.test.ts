@@ -54,7 +54,7 @@ describe('balance verbs', () => {
     await inTransaction(deps.db, (tx) => charge(tx, userId, 10_000))
     const outcomes = await Promise.allSettled(
       Array.from({ length: 60 }, (_, i) =>
-        inTransaction(deps.db, (tx) => {
+        inTransaction(deps.db, async (tx): Promise<unknown> => {
           if (i % 3 === 0) return charge(tx, userId, 500)
           if (i % 3 === 1) return pay(tx, userId, 1_000, fakeOrderId(i), new Date())
           return refund(tx, userId, 100, fakeOrderId(100 + i), new Date())

@@ -46,62 +46,59 @@ export async function getBalance(db: Db, userId: number): Promise<Balance> {
 
 /**
  * Adds `delta` to the balance with the guard in SQL, and writes its ledger entry in the same transaction.
- * Returns null when the guard refused (the caller decides which error that is).
+ * The entry takes `balance_after` from the row this transaction has just locked and changed, in the same
+ * statement (INSERT … SELECT): one round trip fewer on every order, the hottest path. Returns false when
+ * the guard refused (the caller decides which error that is).
  */
 async function move(
   tx: Tx,
   entry: { userId: number; type: LedgerEntry['type']; delta: number; orderId: number | null; now: Date },
   guard: ReturnType<typeof sql>,
-): Promise<Balance | null> {
+): Promise<boolean> {
   const [result] = await tx
     .update(balances)
     .set({ balance: sql`${balances.balance} + ${entry.delta}`, updatedAt: entry.now })
     .where(and(eq(balances.userId, entry.userId), guard))
-  if (result.affectedRows === 0) return null
-  const after = await readBalance(tx, entry.userId)
-  await tx.insert(balanceLedger).values({
-    userId: entry.userId,
-    type: entry.type,
-    amount: entry.delta,
-    balanceAfter: after.balance,
-    orderId: entry.orderId,
-    createdAt: entry.now,
-  })
-  return after
+  if (result.affectedRows === 0) return false
+  const column = (name: string) => sql.identifier(name)
+  await tx.execute(sql`
+    INSERT INTO ${balanceLedger}
+      (${column('user_id')}, ${column('type')}, ${column('amount')}, ${column('balance_after')}, ${column('order_id')}, ${column('created_at')})
+    SELECT ${balances.userId}, ${entry.type}, ${entry.delta}, ${balances.balance}, ${entry.orderId}, ${entry.now}
+    FROM ${balances} WHERE ${balances.userId} = ${entry.userId}`)
+  return true
 }
 
 /** A charge: never above MAX_BALANCE (422 BALANCE_LIMIT_EXCEEDED). Call ensureAccount first. */
 export async function charge(tx: Tx, userId: number, amount: number, now = new Date()): Promise<Balance> {
-  const after = await move(
+  const moved = await move(
     tx,
     { userId, type: 'CHARGE', delta: amount, orderId: null, now },
     sql`${balances.balance} + ${amount} <= ${MAX_BALANCE}`,
   )
-  if (!after) {
+  if (!moved) {
     throw new AppError(
       'BALANCE_LIMIT_EXCEEDED',
       `A balance may not exceed ${MAX_BALANCE} won; this charge would`,
     )
   }
-  return after
+  return readBalance(tx, userId)
 }
 
-/** An order's payment: never below 0 (409 INSUFFICIENT_BALANCE). Call ensureAccount first. */
-export async function pay(
-  tx: Tx,
-  userId: number,
-  amount: number,
-  orderId: number,
-  now: Date,
-): Promise<Balance> {
-  const after = await move(
-    tx,
-    { userId, type: 'PAYMENT', delta: -amount, orderId, now },
-    sql`${balances.balance} >= ${amount}`,
-  )
-  if (!after)
+/**
+ * An order's payment: never below 0 (409 INSUFFICIENT_BALANCE). A user without an account has nothing
+ * to pay with, except for a free order (a coupon covered all of it): that opens the account here.
+ */
+export async function pay(tx: Tx, userId: number, amount: number, orderId: number, now: Date): Promise<void> {
+  const entry = { userId, type: 'PAYMENT' as const, delta: -amount, orderId, now }
+  const guard = sql`${balances.balance} >= ${amount}`
+  let moved = await move(tx, entry, guard)
+  if (!moved && amount === 0) {
+    await tx.insert(balances).ignore().values({ userId, balance: 0, createdAt: now, updatedAt: now })
+    moved = await move(tx, entry, guard)
+  }
+  if (!moved)
     throw new AppError('INSUFFICIENT_BALANCE', `The order total of ${amount} won exceeds the balance`)
-  return after
 }
 
 /** A cancelled order's refund: always applies (it returns money that was paid). */
@@ -111,10 +108,9 @@ export async function refund(
   amount: number,
   orderId: number,
   now: Date,
-): Promise<Balance> {
-  const after = await move(tx, { userId, type: 'REFUND', delta: amount, orderId, now }, sql`TRUE`)
-  if (!after) throw new Error(`balance account ${userId} missing for a refund`)
-  return after
+): Promise<void> {
+  const moved = await move(tx, { userId, type: 'REFUND', delta: amount, orderId, now }, sql`TRUE`)
+  if (!moved) throw new Error(`balance account ${userId} missing for a refund`)
 }
 
 /** Ledger entries, newest first; from the primary, since a user reads their own fresh writes here. */

@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm'
-import { ensureAccount, pay, refund } from '../balance/balance'
+import { pay, refund } from '../balance/balance'
 import { createStockGate } from '../catalog/stock-gate'
 import { couponTermsFor, releaseCoupon, useCoupon } from '../coupons/usage'
 import type { DbOrTx, Tx } from '../db/client'
@@ -219,7 +219,6 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
           `Not enough stock of product ${refusedByGate.productId} for this order`,
         )
       }
-      await ensureAccount(db, caller.userId)
       let eventId: string | undefined
       try {
         const result = await runIdempotent(
