@@ -26,6 +26,12 @@ export function createMetrics(defaultLabels: Record<string, string> = {}) {
       labelNames: ['cache'] as const,
       registers: [registry],
     }),
+    orders: new Counter({
+      name: 'order_requests_total',
+      help: 'Order placements and cancels by outcome (placed, cancelled, replayed, or the refusal code in lower case)',
+      labelNames: ['operation', 'outcome'] as const,
+      registers: [registry],
+    }),
     couponIssues: new Counter({
       name: 'coupon_issue_requests_total',
       help: 'Coupon issue requests by outcome (issued, replayed, sold_out, already_issued, not_issuable, not_found, mysql_sold_out, mysql_already_issued, failed)',

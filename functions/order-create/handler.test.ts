@@ -230,6 +230,20 @@ describe('POST /v1/orders', () => {
     expect(await orderCount([userId])).toBe(0)
   })
 
+  it('counts placements by outcome for /metrics', async () => {
+    const outcome = async (name: string) =>
+      (await deps.metrics.registry.getSingleMetric('order_requests_total')?.get())?.values.find(
+        (v) => v.labels.operation === 'place' && v.labels.outcome === name,
+      )?.value ?? 0
+    const before = { placed: await outcome('placed'), short: await outcome('insufficient_balance') }
+    const { token } = await buyer(1_000)
+    const p = await insertProduct(deps, { price: 600 })
+    await order(token, { items: [{ productId: p, quantity: 1 }] })
+    await order(token, { items: [{ productId: p, quantity: 1 }] })
+    expect(await outcome('placed')).toBe(before.placed + 1)
+    expect(await outcome('insufficient_balance')).toBe(before.short + 1)
+  })
+
   it('answers 409 INSUFFICIENT_STOCK naming the product and changes nothing', async () => {
     const { userId, token } = await buyer(100_000)
     const plenty = await insertProduct(deps, { stock: 10 })

@@ -124,6 +124,23 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
   const gate = createStockGate(deps.redis, deps.logger, { enabled: options.stockGate ?? true })
   const onRetry = (operation: string) => () => deps.metrics.transactionRetries.inc({ operation })
 
+  /** Counts each placement or cancel by outcome: the error code of a refusal, `failed` for a 5xx. */
+  const counted = async <T extends { replayed: boolean }>(
+    operation: 'place' | 'cancel',
+    success: string,
+    run: () => Promise<T>,
+  ): Promise<T> => {
+    try {
+      const result = await run()
+      deps.metrics.orders.inc({ operation, outcome: result.replayed ? 'replayed' : success })
+      return result
+    } catch (error) {
+      const outcome = error instanceof AppError && error.status < 500 ? error.code.toLowerCase() : 'failed'
+      deps.metrics.orders.inc({ operation, outcome })
+      throw error
+    }
+  }
+
   const notify = async (eventId: string) => {
     try {
       await deps.outbox.notify([eventId])
@@ -209,41 +226,94 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
     return { order, eventId: event.eventId }
   }
 
+  const placeOrder = async (caller: Caller, input: PlaceOrderInput, scope: IdempotencyScope) => {
+    const refusedByGate = await gate.refuses(input.items)
+    if (refusedByGate) {
+      throw new AppError(
+        'INSUFFICIENT_STOCK',
+        `Not enough stock of product ${refusedByGate.productId} for this order`,
+      )
+    }
+    let eventId: string | undefined
+    try {
+      const result = await runIdempotent(
+        deps,
+        { userId: caller.userId, key: scope.key, method: scope.method, path: scope.path, body: input },
+        async (tx) => {
+          const placed = await placeInTransaction(tx, caller.userId, input, new Date())
+          eventId = placed.eventId
+          return { status: 201, body: placed.order }
+        },
+        onRetry('order-create'),
+      )
+      if (!result.replayed && eventId) await notify(eventId)
+      return result
+    } catch (error) {
+      if (error instanceof StockRefused) {
+        const [row] = await db
+          .select({ stock: products.stock })
+          .from(products)
+          .where(eq(products.id, error.productId))
+        if (row) await gate.remember(error.productId, row.stock)
+      }
+      throw error
+    }
+  }
+
+  const cancelOrder = async (caller: Caller, orderId: number, scope: IdempotencyScope) => {
+    let eventId: string | undefined
+    let restocked: number[] = []
+    const result = await runIdempotent(
+      deps,
+      { userId: caller.userId, key: scope.key, method: scope.method, path: scope.path, body: { orderId } },
+      async (tx) => {
+        const now = new Date()
+        const [flipped] = await tx
+          .update(orders)
+          .set({ status: 'CANCELLED', cancelledAt: now })
+          .where(
+            and(
+              eq(orders.id, orderId),
+              eq(orders.status, 'PAID'),
+              caller.role === 'admin' ? undefined : eq(orders.userId, caller.userId),
+            ),
+          )
+        const order = await readOrder(tx, orderId)
+        if (!order || (caller.role !== 'admin' && order.userId !== caller.userId)) {
+          throw new AppError('ORDER_NOT_FOUND', `Order ${orderId} does not exist`)
+        }
+        if (flipped.affectedRows !== 1) {
+          throw new AppError('ORDER_NOT_CANCELLABLE', `Order ${orderId} is ${order.status}, not PAID`)
+        }
+        if (order.userCouponId !== null)
+          await releaseCoupon(tx, { userCouponId: order.userCouponId, orderId })
+        await refund(tx, order.userId, order.total, orderId, now)
+        const event = await writeOutboxEvent(tx, 'order.cancelled', eventData(order), now)
+        await moveStock(tx, order.items, 'give')
+        eventId = event.eventId
+        restocked = order.items.map((item) => item.productId)
+        return { status: 200, body: order }
+      },
+      onRetry('order-cancel'),
+    )
+    if (!result.replayed) {
+      await gate.clear(restocked)
+      if (eventId) await notify(eventId)
+    }
+    return result
+  }
+
   return {
     /** Places and pays an order (SPEC §2 Orders). Returns the HTTP result, a replay included. */
-    async place(caller: Caller, input: PlaceOrderInput, scope: IdempotencyScope) {
-      const refusedByGate = await gate.refuses(input.items)
-      if (refusedByGate) {
-        throw new AppError(
-          'INSUFFICIENT_STOCK',
-          `Not enough stock of product ${refusedByGate.productId} for this order`,
-        )
-      }
-      let eventId: string | undefined
-      try {
-        const result = await runIdempotent(
-          deps,
-          { userId: caller.userId, key: scope.key, method: scope.method, path: scope.path, body: input },
-          async (tx) => {
-            const placed = await placeInTransaction(tx, caller.userId, input, new Date())
-            eventId = placed.eventId
-            return { status: 201, body: placed.order }
-          },
-          onRetry('order-create'),
-        )
-        if (!result.replayed && eventId) await notify(eventId)
-        return result
-      } catch (error) {
-        if (error instanceof StockRefused) {
-          const [row] = await db
-            .select({ stock: products.stock })
-            .from(products)
-            .where(eq(products.id, error.productId))
-          if (row) await gate.remember(error.productId, row.stock)
-        }
-        throw error
-      }
-    },
+    place: (caller: Caller, input: PlaceOrderInput, scope: IdempotencyScope) =>
+      counted('place', 'placed', () => placeOrder(caller, input, scope)),
+
+    /**
+     * Cancels a PAID order: the status flip is guarded in SQL, so of concurrent cancels exactly one
+     * proceeds; the refund, the coupon, the stock and the event follow in the same transaction.
+     */
+    cancel: (caller: Caller, orderId: number, scope: IdempotencyScope) =>
+      counted('cancel', 'cancelled', () => cancelOrder(caller, orderId, scope)),
 
     /** The order, for its owner or an admin; anyone else gets 404 (ids are not probeable). */
     async get(caller: Caller, orderId: number): Promise<Order> {
@@ -280,53 +350,6 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
           lines.filter((line) => line.orderId === row.id),
         ),
       }))
-    },
-
-    /**
-     * Cancels a PAID order: the status flip is guarded in SQL, so of concurrent cancels exactly one
-     * proceeds; the refund, the coupon, the stock and the event follow in the same transaction.
-     */
-    async cancel(caller: Caller, orderId: number, scope: IdempotencyScope) {
-      let eventId: string | undefined
-      let restocked: number[] = []
-      const result = await runIdempotent(
-        deps,
-        { userId: caller.userId, key: scope.key, method: scope.method, path: scope.path, body: { orderId } },
-        async (tx) => {
-          const now = new Date()
-          const [flipped] = await tx
-            .update(orders)
-            .set({ status: 'CANCELLED', cancelledAt: now })
-            .where(
-              and(
-                eq(orders.id, orderId),
-                eq(orders.status, 'PAID'),
-                caller.role === 'admin' ? undefined : eq(orders.userId, caller.userId),
-              ),
-            )
-          const order = await readOrder(tx, orderId)
-          if (!order || (caller.role !== 'admin' && order.userId !== caller.userId)) {
-            throw new AppError('ORDER_NOT_FOUND', `Order ${orderId} does not exist`)
-          }
-          if (flipped.affectedRows !== 1) {
-            throw new AppError('ORDER_NOT_CANCELLABLE', `Order ${orderId} is ${order.status}, not PAID`)
-          }
-          if (order.userCouponId !== null)
-            await releaseCoupon(tx, { userCouponId: order.userCouponId, orderId })
-          await refund(tx, order.userId, order.total, orderId, now)
-          const event = await writeOutboxEvent(tx, 'order.cancelled', eventData(order), now)
-          await moveStock(tx, order.items, 'give')
-          eventId = event.eventId
-          restocked = order.items.map((item) => item.productId)
-          return { status: 200, body: order }
-        },
-        onRetry('order-cancel'),
-      )
-      if (!result.replayed) {
-        await gate.clear(restocked)
-        if (eventId) await notify(eventId)
-      }
-      return result
     },
   }
 }
