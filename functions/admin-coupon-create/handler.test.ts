@@ -1,8 +1,7 @@
 import { eq, sql } from 'drizzle-orm'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { startOwnRedis } from '../../shared/coupons/testing'
 import { coupons } from '../../shared/db/schema'
-import type { RuntimeDeps } from '../../shared/runtime/deps'
 import {
   call,
   createTestApp,
@@ -10,26 +9,21 @@ import {
   expectProblemShape,
   tokenFor,
   uniqueUserId,
+  useTestApp,
 } from '../../shared/testing/harness'
 import createCouponGetApp from '../coupon-get/handler'
 import createAdminCouponCreateApp from './handler'
 
-let deps: RuntimeDeps
-let app: ReturnType<typeof createTestApp>
+const t = useTestApp([createAdminCouponCreateApp, createCouponGetApp])
 let admin: string
 
 beforeAll(async () => {
-  deps = await createTestDeps()
-  app = createTestApp(deps, [createAdminCouponCreateApp, createCouponGetApp])
-  admin = await tokenFor(deps, uniqueUserId(), 'admin')
-})
-afterAll(async () => {
-  await deps.close()
+  admin = await tokenFor(t.deps, uniqueUserId(), 'admin')
 })
 
 const valid = { name: 'Welcome 3,000', type: 'FIXED', value: 3_000, totalQuantity: 100, validDays: 30 }
 
-const create = (body: unknown, token = admin) => call(app, 'POST', '/v1/admin/coupons', { token, body })
+const create = (body: unknown, token = admin) => call(t.app, 'POST', '/v1/admin/coupons', { token, body })
 
 const fieldsOf = (problem: Record<string, unknown>) =>
   (problem.errors as Array<{ path: string }>).map((e) => e.path).sort()
@@ -52,14 +46,14 @@ describe('POST /v1/admin/coupons', () => {
       issueEndsAt: null,
       validDays: 30,
     })
-    const [row] = await deps.db.select().from(coupons).where(eq(coupons.id, body.id))
+    const [row] = await t.deps.db.select().from(coupons).where(eq(coupons.id, body.id))
     expect(row).toMatchObject({
       issuedQuantity: 0,
       totalQuantity: 100,
       minOrderAmount: 0,
       issueStartsAt: null,
     })
-    expect((await call(app, 'GET', `/v1/coupons/${body.id}`)).body).toEqual(body)
+    expect((await call(t.app, 'GET', `/v1/coupons/${body.id}`)).body).toEqual(body)
   })
 
   it('stores the window in UTC, whatever offset it was sent with', async () => {
@@ -88,7 +82,9 @@ describe('POST /v1/admin/coupons', () => {
     const isolated = await createTestDeps({ REDIS_URL: own.url })
     try {
       const isolatedApp = createTestApp(isolated, [createAdminCouponCreateApp, createCouponGetApp])
-      const [top] = await deps.db.select({ max: sql<number>`COALESCE(MAX(${coupons.id}), 0)` }).from(coupons)
+      const [top] = await t.deps.db
+        .select({ max: sql<number>`COALESCE(MAX(${coupons.id}), 0)` })
+        .from(coupons)
       const next = Number(top?.max ?? 0)
       const probed = Array.from({ length: 100 }, (_, i) => next + 1 + i)
       for (const id of probed) expect((await call(isolatedApp, 'GET', `/v1/coupons/${id}`)).status).toBe(404)
@@ -145,14 +141,14 @@ describe('POST /v1/admin/coupons', () => {
 
   it('answers 400 for a missing, malformed or non-object body, 415 and 413 as the SPEC says', async () => {
     for (const rawBody of ['', '{"name":', '[]', 'null', '"coupon"']) {
-      const res = await call(app, 'POST', '/v1/admin/coupons', {
+      const res = await call(t.app, 'POST', '/v1/admin/coupons', {
         token: admin,
         rawBody,
         headers: { 'Content-Type': 'application/json' },
       })
       expectProblemShape(res, 400, 'VALIDATION_FAILED')
     }
-    const text = await call(app, 'POST', '/v1/admin/coupons', {
+    const text = await call(t.app, 'POST', '/v1/admin/coupons', {
       token: admin,
       rawBody: JSON.stringify(valid),
       headers: { 'Content-Type': 'text/plain' },
@@ -163,7 +159,11 @@ describe('POST /v1/admin/coupons', () => {
   })
 
   it('needs an admin: 401 without a token, 403 for a user', async () => {
-    expectProblemShape(await call(app, 'POST', '/v1/admin/coupons', { body: valid }), 401, 'UNAUTHENTICATED')
-    expectProblemShape(await create(valid, await tokenFor(deps, uniqueUserId())), 403, 'FORBIDDEN')
+    expectProblemShape(
+      await call(t.app, 'POST', '/v1/admin/coupons', { body: valid }),
+      401,
+      'UNAUTHENTICATED',
+    )
+    expectProblemShape(await create(valid, await tokenFor(t.deps, uniqueUserId())), 403, 'FORBIDDEN')
   })
 })

@@ -1,37 +1,24 @@
 import { eq } from 'drizzle-orm'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { products } from '../../shared/db/schema'
 import { MAX_BODY_BYTES } from '../../shared/http/app'
 import { mintToken } from '../../shared/http/auth'
-import type { RuntimeDeps } from '../../shared/runtime/deps'
-import {
-  call,
-  createTestApp,
-  createTestDeps,
-  expectProblemShape,
-  tokenFor,
-} from '../../shared/testing/harness'
+import { call, expectProblemShape, tokenFor, useTestApp } from '../../shared/testing/harness'
 import createAdminProductCreateApp from './handler'
 
-let deps: RuntimeDeps
-let app: ReturnType<typeof createTestApp>
+const t = useTestApp([createAdminProductCreateApp])
 let admin: string
 
 beforeAll(async () => {
-  deps = await createTestDeps()
-  app = createTestApp(deps, [createAdminProductCreateApp])
-  admin = await tokenFor(deps, 1, 'admin')
-})
-afterAll(async () => {
-  await deps.close()
+  admin = await tokenFor(t.deps, 1, 'admin')
 })
 
-const named = async (name: string) => deps.db.select().from(products).where(eq(products.name, name))
+const named = async (name: string) => t.deps.db.select().from(products).where(eq(products.name, name))
 
 describe('POST /v1/admin/products', () => {
   it('creates a product and answers 201 with it', async () => {
     const name = `Grinder ${Date.now()}`
-    const res = await call(app, 'POST', '/v1/admin/products', {
+    const res = await call(t.app, 'POST', '/v1/admin/products', {
       token: admin,
       body: { name, description: 'burr', price: 189_000, stock: 5 },
     })
@@ -44,24 +31,24 @@ describe('POST /v1/admin/products', () => {
 
   it('answers 401 without a token, with a bad signature, and with an expired token', async () => {
     const body = { name: 'x', price: 1, stock: 1 }
-    expectProblemShape(await call(app, 'POST', '/v1/admin/products', { body }), 401, 'UNAUTHENTICATED')
+    expectProblemShape(await call(t.app, 'POST', '/v1/admin/products', { body }), 401, 'UNAUTHENTICATED')
     const forged = await mintToken('another-secret-that-is-long-enough-0000', {
       sub: 1,
       role: 'admin',
       ttlSeconds: 60,
     })
     expectProblemShape(
-      await call(app, 'POST', '/v1/admin/products', { body, token: forged }),
+      await call(t.app, 'POST', '/v1/admin/products', { body, token: forged }),
       401,
       'UNAUTHENTICATED',
     )
-    const expired = await mintToken(deps.config.jwtSecret, { sub: 1, role: 'admin', ttlSeconds: -10 })
+    const expired = await mintToken(t.deps.config.jwtSecret, { sub: 1, role: 'admin', ttlSeconds: -10 })
     expectProblemShape(
-      await call(app, 'POST', '/v1/admin/products', { body, token: expired }),
+      await call(t.app, 'POST', '/v1/admin/products', { body, token: expired }),
       401,
       'UNAUTHENTICATED',
     )
-    const malformed = await call(app, 'POST', '/v1/admin/products', {
+    const malformed = await call(t.app, 'POST', '/v1/admin/products', {
       body,
       headers: { Authorization: 'Basic YTpi' },
     })
@@ -70,8 +57,8 @@ describe('POST /v1/admin/products', () => {
 
   it('answers 403 to a user without the admin role', async () => {
     const name = `forbidden ${Date.now()}`
-    const user = await tokenFor(deps, 42, 'user')
-    const res = await call(app, 'POST', '/v1/admin/products', {
+    const user = await tokenFor(t.deps, 42, 'user')
+    const res = await call(t.app, 'POST', '/v1/admin/products', {
       token: user,
       body: { name, price: 1, stock: 1 },
     })
@@ -80,7 +67,7 @@ describe('POST /v1/admin/products', () => {
   })
 
   it('reports every validation issue with its path', async () => {
-    const res = await call(app, 'POST', '/v1/admin/products', {
+    const res = await call(t.app, 'POST', '/v1/admin/products', {
       token: admin,
       body: { name: '', price: 0, stock: -1, colour: 'red' },
     })
@@ -93,7 +80,7 @@ describe('POST /v1/admin/products', () => {
 
   it('answers 415 to a body that is not declared JSON', async () => {
     const name = `not json ${Date.now()}`
-    const res = await call(app, 'POST', '/v1/admin/products', {
+    const res = await call(t.app, 'POST', '/v1/admin/products', {
       token: admin,
       rawBody: JSON.stringify({ name, price: 1, stock: 1 }),
       headers: { 'Content-Type': 'text/plain' },
@@ -104,7 +91,7 @@ describe('POST /v1/admin/products', () => {
 
   it('answers 413 to a body over 64 KiB, declared or chunked', async () => {
     const big = JSON.stringify({ name: 'big', description: 'x'.repeat(MAX_BODY_BYTES), price: 1, stock: 1 })
-    const declared = await call(app, 'POST', '/v1/admin/products', {
+    const declared = await call(t.app, 'POST', '/v1/admin/products', {
       token: admin,
       rawBody: big,
       headers: { 'Content-Type': 'application/json' },
@@ -117,7 +104,7 @@ describe('POST /v1/admin/products', () => {
         controller.close()
       },
     })
-    const chunked = await app.request('/v1/admin/products', {
+    const chunked = await t.app.request('/v1/admin/products', {
       method: 'POST',
       body: stream,
       headers: {

@@ -1,46 +1,35 @@
 import { eq, sql } from 'drizzle-orm'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { charge, ensureAccount, MAX_BALANCE } from '../../shared/balance/balance'
 import { balanceLedger, balances } from '../../shared/db/schema'
 import { inTransaction } from '../../shared/db/transaction'
-import type { RuntimeDeps } from '../../shared/runtime/deps'
 import {
   call,
-  createTestApp,
-  createTestDeps,
   expectProblemShape,
   type TestResponse,
   tokenFor,
   uniqueUserId,
+  useTestApp,
 } from '../../shared/testing/harness'
 import createBalanceChargeApp from './handler'
 
-let deps: RuntimeDeps
-let app: ReturnType<typeof createTestApp>
-
-beforeAll(async () => {
-  deps = await createTestDeps()
-  app = createTestApp(deps, [createBalanceChargeApp])
-})
-afterAll(async () => {
-  await deps.close()
-})
+const t = useTestApp([createBalanceChargeApp])
 
 const chargeReq = async (
   userId: number,
   body: unknown,
   options: { token?: string; key?: string; asUser?: number } = {},
 ) =>
-  call(app, 'POST', `/v1/users/${userId}/balance/charge`, {
-    token: options.token ?? (await tokenFor(deps, options.asUser ?? userId)),
+  call(t.app, 'POST', `/v1/users/${userId}/balance/charge`, {
+    token: options.token ?? (await tokenFor(t.deps, options.asUser ?? userId)),
     body,
     headers: options.key === undefined ? {} : { 'Idempotency-Key': options.key },
   })
 
 /** The balance row and its ledger, checked against each other: the balance is always the sum of its entries. */
 async function account(userId: number) {
-  const [row] = await deps.db.select().from(balances).where(eq(balances.userId, userId))
-  const [ledger] = await deps.db
+  const [row] = await t.deps.db.select().from(balances).where(eq(balances.userId, userId))
+  const [ledger] = await t.deps.db
     .select({ sum: sql<string | null>`SUM(${balanceLedger.amount})`, n: sql<number>`COUNT(*)` })
     .from(balanceLedger)
     .where(eq(balanceLedger.userId, userId))
@@ -63,13 +52,13 @@ describe('POST /v1/users/:userId/balance/charge', () => {
 
   it('applies 50 concurrent charges of 1,000 to a fresh user: 50,000 and 50 ledger entries', async () => {
     const userId = uniqueUserId()
-    const token = await tokenFor(deps, userId)
+    const token = await tokenFor(t.deps, userId)
     const responses = await Promise.all(
       Array.from({ length: 50 }, () => chargeReq(userId, { amount: 1_000 }, { token })),
     )
     expect(responses.map((r) => r.status)).toEqual(Array(50).fill(200))
     expect(await account(userId)).toEqual({ balance: 50_000, entries: 50 })
-    const afters = await deps.db
+    const afters = await t.deps.db
       .select({ after: balanceLedger.balanceAfter })
       .from(balanceLedger)
       .where(eq(balanceLedger.userId, userId))
@@ -80,8 +69,8 @@ describe('POST /v1/users/:userId/balance/charge', () => {
 
   it('refuses a charge above 1,000,000,000 with 422 BALANCE_LIMIT_EXCEEDED and changes nothing', async () => {
     const userId = uniqueUserId()
-    await ensureAccount(deps.db, userId)
-    await inTransaction(deps.db, (tx) => charge(tx, userId, MAX_BALANCE - 1_000))
+    await ensureAccount(t.deps.db, userId)
+    await inTransaction(t.deps.db, (tx) => charge(tx, userId, MAX_BALANCE - 1_000))
     const before = await account(userId)
     expectProblemShape(await chargeReq(userId, { amount: 1_001 }), 422, 'BALANCE_LIMIT_EXCEEDED')
     expect(await account(userId)).toEqual(before)
@@ -109,15 +98,15 @@ describe('POST /v1/users/:userId/balance/charge', () => {
 
   it('answers 400 for a missing or malformed body, 415 for a non-JSON one, 400 for a bad user id', async () => {
     const userId = uniqueUserId()
-    const token = await tokenFor(deps, userId)
+    const token = await tokenFor(t.deps, userId)
     const raw = (rawBody: string, contentType = 'application/json') =>
-      call(app, 'POST', `/v1/users/${userId}/balance/charge`, {
+      call(t.app, 'POST', `/v1/users/${userId}/balance/charge`, {
         token,
         rawBody,
         headers: { 'Content-Type': contentType },
       })
     expectProblemShape(
-      await call(app, 'POST', `/v1/users/${userId}/balance/charge`, { token }),
+      await call(t.app, 'POST', `/v1/users/${userId}/balance/charge`, { token }),
       400,
       'VALIDATION_FAILED',
     )
@@ -129,9 +118,9 @@ describe('POST /v1/users/:userId/balance/charge', () => {
       415,
       'UNSUPPORTED_MEDIA_TYPE',
     )
-    const admin = await tokenFor(deps, uniqueUserId(), 'admin')
+    const admin = await tokenFor(t.deps, uniqueUserId(), 'admin')
     for (const id of ['0', 'abc', '1e3', '12345678901234567890']) {
-      const res = await call(app, 'POST', `/v1/users/${id}/balance/charge`, {
+      const res = await call(t.app, 'POST', `/v1/users/${id}/balance/charge`, {
         token: admin,
         body: { amount: 1 },
       })
@@ -148,12 +137,12 @@ describe('POST /v1/users/:userId/balance/charge', () => {
       'FORBIDDEN',
     )
     expectProblemShape(
-      await call(app, 'POST', `/v1/users/${userId}/balance/charge`, { body: { amount: 1_000 } }),
+      await call(t.app, 'POST', `/v1/users/${userId}/balance/charge`, { body: { amount: 1_000 } }),
       401,
       'UNAUTHENTICATED',
     )
     expect(await account(userId)).toEqual({ balance: 0, entries: 0 })
-    const admin = await tokenFor(deps, uniqueUserId(), 'admin')
+    const admin = await tokenFor(t.deps, uniqueUserId(), 'admin')
     expect((await chargeReq(userId, { amount: 1_000 }, { token: admin })).status).toBe(200)
     expect(await account(userId)).toEqual({ balance: 1_000, entries: 1 })
   })
@@ -165,7 +154,7 @@ describe('Idempotency-Key on charge', () => {
 
   it('20 concurrent charges with one key charge once; the rest are replays or IDEMPOTENCY_KEY_IN_USE', async () => {
     const userId = uniqueUserId()
-    const token = await tokenFor(deps, userId)
+    const token = await tokenFor(t.deps, userId)
     const key = `charge-${uniqueUserId()}`
     const responses = await Promise.all(
       Array.from({ length: 20 }, () => chargeReq(userId, { amount: 7_000 }, { token, key })),
@@ -192,7 +181,7 @@ describe('Idempotency-Key on charge', () => {
     expect((await chargeReq(userId, { amount: 1_000 }, { key })).status).toBe(200)
     expectProblemShape(await chargeReq(userId, { amount: 2_000 }, { key }), 422, 'IDEMPOTENCY_KEY_REUSED')
     // An admin's key is the admin's: the same key on another user's charge path is a reuse as well.
-    const admin = await tokenFor(deps, uniqueUserId(), 'admin')
+    const admin = await tokenFor(t.deps, uniqueUserId(), 'admin')
     const adminKey = `admin-${uniqueUserId()}`
     const other = uniqueUserId()
     expect((await chargeReq(userId, { amount: 1_000 }, { token: admin, key: adminKey })).status).toBe(200)
@@ -208,9 +197,9 @@ describe('Idempotency-Key on charge', () => {
   it('treats the same JSON with its keys in another order as the same request', async () => {
     const userId = uniqueUserId()
     const key = `order-${uniqueUserId()}`
-    const token = await tokenFor(deps, userId)
+    const token = await tokenFor(t.deps, userId)
     const send = (rawBody: string) =>
-      call(app, 'POST', `/v1/users/${userId}/balance/charge`, {
+      call(t.app, 'POST', `/v1/users/${userId}/balance/charge`, {
         token,
         rawBody,
         headers: { 'Content-Type': 'application/json', 'Idempotency-Key': key },
@@ -237,15 +226,15 @@ describe('Idempotency-Key on charge', () => {
 
   it('does not store a refusal: the same key succeeds once the refusal no longer applies', async () => {
     const userId = uniqueUserId()
-    await ensureAccount(deps.db, userId)
-    await inTransaction(deps.db, (tx) => charge(tx, userId, MAX_BALANCE))
+    await ensureAccount(t.deps.db, userId)
+    await inTransaction(t.deps.db, (tx) => charge(tx, userId, MAX_BALANCE))
     const key = `retry-${uniqueUserId()}`
     expectProblemShape(await chargeReq(userId, { amount: 500 }, { key }), 422, 'BALANCE_LIMIT_EXCEEDED')
-    await deps.db
+    await t.deps.db
       .update(balances)
       .set({ balance: sql`${balances.balance} - 1000` })
       .where(eq(balances.userId, userId))
-    await deps.db.insert(balanceLedger).values({
+    await t.deps.db.insert(balanceLedger).values({
       userId,
       type: 'PAYMENT',
       amount: -1_000,

@@ -1,29 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { ensureAccount, pay, refund } from '../../shared/balance/balance'
 import { inTransaction } from '../../shared/db/transaction'
 import { encodeCursor } from '../../shared/http/schemas'
-import type { RuntimeDeps } from '../../shared/runtime/deps'
-import {
-  call,
-  createTestApp,
-  createTestDeps,
-  expectProblemShape,
-  tokenFor,
-  uniqueUserId,
-} from '../../shared/testing/harness'
+import { call, expectProblemShape, tokenFor, uniqueUserId, useTestApp } from '../../shared/testing/harness'
 import createBalanceChargeApp from '../balance-charge/handler'
 import createBalanceHistoryApp from './handler'
 
-let deps: RuntimeDeps
-let app: ReturnType<typeof createTestApp>
-
-beforeAll(async () => {
-  deps = await createTestDeps()
-  app = createTestApp(deps, [createBalanceHistoryApp, createBalanceChargeApp])
-})
-afterAll(async () => {
-  await deps.close()
-})
+const t = useTestApp([createBalanceHistoryApp, createBalanceChargeApp])
 
 type Entry = {
   id: number
@@ -36,14 +19,14 @@ type Entry = {
 type Page = { items: Entry[]; nextCursor: string | null }
 
 const history = async (userId: number, query = '', token?: string) =>
-  call(app, 'GET', `/v1/users/${userId}/balance/history${query}`, {
-    token: token ?? (await tokenFor(deps, userId)),
+  call(t.app, 'GET', `/v1/users/${userId}/balance/history${query}`, {
+    token: token ?? (await tokenFor(t.deps, userId)),
   })
 
 async function chargeSeq(userId: number, amounts: number[]) {
-  const token = await tokenFor(deps, userId)
+  const token = await tokenFor(t.deps, userId)
   for (const amount of amounts) {
-    const res = await call(app, 'POST', `/v1/users/${userId}/balance/charge`, { token, body: { amount } })
+    const res = await call(t.app, 'POST', `/v1/users/${userId}/balance/charge`, { token, body: { amount } })
     expect(res.status).toBe(200)
   }
 }
@@ -52,11 +35,11 @@ describe('GET /v1/users/:userId/balance/history', () => {
   it('lists entries newest first with signed amounts, and pages through them with the cursor', async () => {
     const userId = uniqueUserId()
     await chargeSeq(userId, [1_000, 2_000, 3_000])
-    await ensureAccount(deps.db, userId)
+    await ensureAccount(t.deps.db, userId)
     // An order id no real order has: the invariant checker matches payments to orders by id.
     const orderId = Number.MAX_SAFE_INTEGER - 20_000
-    await inTransaction(deps.db, (tx) => pay(tx, userId, 2_500, orderId, new Date()))
-    await inTransaction(deps.db, (tx) => refund(tx, userId, 2_500, orderId, new Date()))
+    await inTransaction(t.deps.db, (tx) => pay(tx, userId, 2_500, orderId, new Date()))
+    await inTransaction(t.deps.db, (tx) => refund(tx, userId, 2_500, orderId, new Date()))
 
     const all = await history(userId)
     expect(all.status).toBe(200)
@@ -100,10 +83,14 @@ describe('GET /v1/users/:userId/balance/history', () => {
   it("refuses another user's history (403), lets an admin read it, and needs a token (401)", async () => {
     const userId = uniqueUserId()
     await chargeSeq(userId, [500])
-    expectProblemShape(await history(userId, '', await tokenFor(deps, uniqueUserId())), 403, 'FORBIDDEN')
-    const admin = await history(userId, '', await tokenFor(deps, uniqueUserId(), 'admin'))
+    expectProblemShape(await history(userId, '', await tokenFor(t.deps, uniqueUserId())), 403, 'FORBIDDEN')
+    const admin = await history(userId, '', await tokenFor(t.deps, uniqueUserId(), 'admin'))
     expect((admin.body as Page).items).toHaveLength(1)
-    expectProblemShape(await call(app, 'GET', `/v1/users/${userId}/balance/history`), 401, 'UNAUTHENTICATED')
+    expectProblemShape(
+      await call(t.app, 'GET', `/v1/users/${userId}/balance/history`),
+      401,
+      'UNAUTHENTICATED',
+    )
   })
 
   it.each([
@@ -121,8 +108,8 @@ describe('GET /v1/users/:userId/balance/history', () => {
 
   it('accepts a cursor it issued and a bad user id is 400', async () => {
     expect((await history(uniqueUserId(), `?cursor=${encodeCursor(5)}`)).status).toBe(200)
-    const token = await tokenFor(deps, uniqueUserId(), 'admin')
-    const res = await call(app, 'GET', '/v1/users/abc/balance/history', { token })
+    const token = await tokenFor(t.deps, uniqueUserId(), 'admin')
+    const res = await call(t.app, 'GET', '/v1/users/abc/balance/history', { token })
     expectProblemShape(res, 400, 'VALIDATION_FAILED')
   })
 })

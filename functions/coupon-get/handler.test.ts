@@ -1,31 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { RuntimeDeps } from '../../shared/runtime/deps'
-import {
-  call,
-  createTestApp,
-  createTestDeps,
-  expectProblemShape,
-  tokenFor,
-  uniqueUserId,
-} from '../../shared/testing/harness'
+import { describe, expect, it } from 'vitest'
+import { call, expectProblemShape, tokenFor, uniqueUserId, useTestApp } from '../../shared/testing/harness'
 import createAdminCouponCreateApp from '../admin-coupon-create/handler'
 import createCouponIssueApp from '../coupon-issue/handler'
 import createCouponGetApp from './handler'
 
-let deps: RuntimeDeps
-let app: ReturnType<typeof createTestApp>
-
-beforeAll(async () => {
-  deps = await createTestDeps()
-  app = createTestApp(deps, [createAdminCouponCreateApp, createCouponGetApp, createCouponIssueApp])
-})
-afterAll(async () => {
-  await deps.close()
-})
+const t = useTestApp([createAdminCouponCreateApp, createCouponGetApp, createCouponIssueApp])
 
 async function createCoupon(body: Record<string, unknown>) {
-  const res = await call(app, 'POST', '/v1/admin/coupons', {
-    token: await tokenFor(deps, uniqueUserId(), 'admin'),
+  const res = await call(t.app, 'POST', '/v1/admin/coupons', {
+    token: await tokenFor(t.deps, uniqueUserId(), 'admin'),
     body,
   })
   expect(res.status).toBe(201)
@@ -44,7 +27,7 @@ describe('GET /v1/coupons/:couponId', () => {
       issueEndsAt: '2099-01-01T00:00:00Z',
       validDays: 7,
     })
-    const res = await call(app, 'GET', `/v1/coupons/${id}`)
+    const res = await call(t.app, 'GET', `/v1/coupons/${id}`)
     expect(res.status).toBe(200)
     expect(Object.keys(res.body as object)).toEqual([
       'id',
@@ -71,18 +54,18 @@ describe('GET /v1/coupons/:couponId', () => {
       validDays: 7,
     })
     for (let left = 2; left >= 0; left--) {
-      const issued = await call(app, 'POST', `/v1/coupons/${id}/issue`, {
-        token: await tokenFor(deps, uniqueUserId()),
+      const issued = await call(t.app, 'POST', `/v1/coupons/${id}/issue`, {
+        token: await tokenFor(t.deps, uniqueUserId()),
       })
       expect(issued.status).toBe(201)
-      expect((await call(app, 'GET', `/v1/coupons/${id}`)).body).toMatchObject({ remainingQuantity: left })
+      expect((await call(t.app, 'GET', `/v1/coupons/${id}`)).body).toMatchObject({ remainingQuantity: left })
     }
   })
 
   it('answers 404 COUPON_NOT_FOUND for an unknown id, twice (the miss is cached, not an error)', async () => {
     for (let i = 0; i < 2; i++) {
       expectProblemShape(
-        await call(app, 'GET', `/v1/coupons/${Number.MAX_SAFE_INTEGER}`),
+        await call(t.app, 'GET', `/v1/coupons/${Number.MAX_SAFE_INTEGER}`),
         404,
         'COUPON_NOT_FOUND',
       )
@@ -93,7 +76,7 @@ describe('GET /v1/coupons/:couponId', () => {
     'answers 400 VALIDATION_FAILED for id %s',
     async (raw) => {
       const problem = expectProblemShape(
-        await call(app, 'GET', `/v1/coupons/${raw}`),
+        await call(t.app, 'GET', `/v1/coupons/${raw}`),
         400,
         'VALIDATION_FAILED',
       )

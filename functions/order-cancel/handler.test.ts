@@ -1,48 +1,32 @@
 import { and, eq } from 'drizzle-orm'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { balanceLedger, outbox, products, userCoupons } from '../../shared/db/schema'
 import { checkInvariants } from '../../shared/invariants/check'
-import type { RuntimeDeps } from '../../shared/runtime/deps'
 import {
   call,
-  createTestApp,
-  createTestDeps,
   expectProblemShape,
   fundUser,
   giveCoupon,
   insertProduct,
   tokenFor,
   uniqueUserId,
+  useTestApp,
 } from '../../shared/testing/harness'
 import createOrderCreateApp from '../order-create/handler'
 import createOrderGetApp from '../order-get/handler'
 import createUserOrdersListApp from '../user-orders-list/handler'
 import createOrderCancelApp from './handler'
 
-let deps: RuntimeDeps
-let app: ReturnType<typeof createTestApp>
-
-beforeAll(async () => {
-  deps = await createTestDeps()
-  app = createTestApp(deps, [
-    createOrderCreateApp,
-    createOrderGetApp,
-    createOrderCancelApp,
-    createUserOrdersListApp,
-  ])
-})
-afterAll(async () => {
-  await deps.close()
-})
+const t = useTestApp([createOrderCreateApp, createOrderGetApp, createOrderCancelApp, createUserOrdersListApp])
 
 /** A user with one paid order of 2 units at 1,000 won, bought with a 300-won coupon. */
 async function paidOrder() {
   const userId = uniqueUserId()
-  await fundUser(deps, userId, 10_000)
-  const token = await tokenFor(deps, userId)
-  const productId = await insertProduct(deps, { price: 1_000, stock: 10 })
-  const { userCouponId } = await giveCoupon(deps, userId, { type: 'FIXED', value: 300 })
-  const res = await call(app, 'POST', '/v1/orders', {
+  await fundUser(t.deps, userId, 10_000)
+  const token = await tokenFor(t.deps, userId)
+  const productId = await insertProduct(t.deps, { price: 1_000, stock: 10 })
+  const { userCouponId } = await giveCoupon(t.deps, userId, { type: 'FIXED', value: 300 })
+  const res = await call(t.app, 'POST', '/v1/orders', {
     token,
     body: { items: [{ productId, quantity: 2 }], userCouponId },
   })
@@ -51,13 +35,13 @@ async function paidOrder() {
 }
 
 const stockOf = async (id: number) =>
-  (await deps.db.select({ stock: products.stock }).from(products).where(eq(products.id, id)))[0]?.stock
+  (await t.deps.db.select({ stock: products.stock }).from(products).where(eq(products.id, id)))[0]?.stock
 
 describe('POST /v1/orders/:orderId/cancel', () => {
   it('refunds, restocks, gives the coupon back and writes order.cancelled', async () => {
     const o = await paidOrder()
     expect(await stockOf(o.productId)).toBe(8)
-    const res = await call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token })
+    const res = await call(t.app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token })
     expect(res.status).toBe(200)
     expect(res.body).toMatchObject({
       id: o.orderId,
@@ -67,39 +51,39 @@ describe('POST /v1/orders/:orderId/cancel', () => {
     })
     expect(typeof (res.body as { cancelledAt?: unknown }).cancelledAt).toBe('string')
     expect(await stockOf(o.productId)).toBe(10)
-    const refunds = await deps.db
+    const refunds = await t.deps.db
       .select()
       .from(balanceLedger)
       .where(and(eq(balanceLedger.orderId, o.orderId), eq(balanceLedger.type, 'REFUND')))
     expect(refunds).toMatchObject([{ amount: 1_700, balanceAfter: 10_000 }])
-    const [coupon] = await deps.db.select().from(userCoupons).where(eq(userCoupons.id, o.userCouponId))
+    const [coupon] = await t.deps.db.select().from(userCoupons).where(eq(userCoupons.id, o.userCouponId))
     expect(coupon).toMatchObject({ status: 'AVAILABLE', orderId: null })
-    const events = await deps.db.select().from(outbox).where(eq(outbox.aggregateId, o.orderId))
+    const events = await t.deps.db.select().from(outbox).where(eq(outbox.aggregateId, o.orderId))
     expect(events.map((e) => e.type).sort()).toEqual(['order.cancelled', 'order.completed'])
-    const read = await call(app, 'GET', `/v1/orders/${o.orderId}`, { token: o.token })
+    const read = await call(t.app, 'GET', `/v1/orders/${o.orderId}`, { token: o.token })
     expect(read.body).toEqual(res.body)
-    expect(await checkInvariants(deps.db, { productIds: [o.productId], userIds: [o.userId] })).toEqual([])
+    expect(await checkInvariants(t.deps.db, { productIds: [o.productId], userIds: [o.userId] })).toEqual([])
   })
 
   it('10 concurrent cancels of one order: one refund, nine ORDER_NOT_CANCELLABLE', async () => {
     const o = await paidOrder()
     const responses = await Promise.all(
       Array.from({ length: 10 }, () =>
-        call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token }),
+        call(t.app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token }),
       ),
     )
     expect(responses.filter((r) => r.status === 200)).toHaveLength(1)
     for (const r of responses.filter((x) => x.status !== 200))
       expectProblemShape(r, 409, 'ORDER_NOT_CANCELLABLE')
     expect(await stockOf(o.productId)).toBe(10)
-    expect(await checkInvariants(deps.db, { productIds: [o.productId], userIds: [o.userId] })).toEqual([])
+    expect(await checkInvariants(t.deps.db, { productIds: [o.productId], userIds: [o.userId] })).toEqual([])
   })
 
   it('replays a cancel sent again with its Idempotency-Key', async () => {
     const o = await paidOrder()
     const headers = { 'Idempotency-Key': 'cancel-1' }
-    const first = await call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token, headers })
-    const again = await call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token, headers })
+    const first = await call(t.app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token, headers })
+    const again = await call(t.app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token, headers })
     expect(again.status).toBe(200)
     expect(again.headers.get('Idempotent-Replayed')).toBe('true')
     expect(again.body).toEqual(first.body)
@@ -107,66 +91,66 @@ describe('POST /v1/orders/:orderId/cancel', () => {
 
   it("hides another user's order behind 404 and lets an admin cancel it", async () => {
     const o = await paidOrder()
-    const stranger = await tokenFor(deps, uniqueUserId())
+    const stranger = await tokenFor(t.deps, uniqueUserId())
     expectProblemShape(
-      await call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: stranger }),
+      await call(t.app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: stranger }),
       404,
       'ORDER_NOT_FOUND',
     )
     expectProblemShape(
-      await call(app, 'GET', `/v1/orders/${o.orderId}`, { token: stranger }),
+      await call(t.app, 'GET', `/v1/orders/${o.orderId}`, { token: stranger }),
       404,
       'ORDER_NOT_FOUND',
     )
     expect(await stockOf(o.productId)).toBe(8)
-    const admin = await tokenFor(deps, uniqueUserId(), 'admin')
-    expect((await call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: admin })).status).toBe(200)
-    expect(await checkInvariants(deps.db, { productIds: [o.productId], userIds: [o.userId] })).toEqual([])
+    const admin = await tokenFor(t.deps, uniqueUserId(), 'admin')
+    expect((await call(t.app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: admin })).status).toBe(200)
+    expect(await checkInvariants(t.deps.db, { productIds: [o.productId], userIds: [o.userId] })).toEqual([])
   })
 
   it('takes no body: an unknown field is 400 and changes nothing, an empty object is fine', async () => {
     const o = await paidOrder()
-    const refused = await call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, {
+    const refused = await call(t.app, 'POST', `/v1/orders/${o.orderId}/cancel`, {
       token: o.token,
       body: { reason: 'x' },
     })
     const problem = expectProblemShape(refused, 400, 'VALIDATION_FAILED')
     expect(problem.errors).toEqual([{ path: 'reason', message: 'is not a known field' }])
     expect(await stockOf(o.productId)).toBe(8)
-    const res = await call(app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token, body: {} })
+    const res = await call(t.app, 'POST', `/v1/orders/${o.orderId}/cancel`, { token: o.token, body: {} })
     expect(res.status).toBe(200)
   })
 
   it('answers 404 for an unknown order, 400 for a bad id, 401 without a token', async () => {
     const { token } = await paidOrder()
     expectProblemShape(
-      await call(app, 'POST', `/v1/orders/${Number.MAX_SAFE_INTEGER}/cancel`, { token }),
+      await call(t.app, 'POST', `/v1/orders/${Number.MAX_SAFE_INTEGER}/cancel`, { token }),
       404,
       'ORDER_NOT_FOUND',
     )
-    expectProblemShape(await call(app, 'POST', '/v1/orders/0/cancel', { token }), 400, 'VALIDATION_FAILED')
-    expectProblemShape(await call(app, 'POST', '/v1/orders/1/cancel'), 401, 'UNAUTHENTICATED')
+    expectProblemShape(await call(t.app, 'POST', '/v1/orders/0/cancel', { token }), 400, 'VALIDATION_FAILED')
+    expectProblemShape(await call(t.app, 'POST', '/v1/orders/1/cancel'), 401, 'UNAUTHENTICATED')
   })
 })
 
 describe('GET /v1/users/:userId/orders', () => {
   it("lists the user's orders newest first, page by page", async () => {
     const userId = uniqueUserId()
-    await fundUser(deps, userId, 10_000)
-    const token = await tokenFor(deps, userId)
-    const productId = await insertProduct(deps, { price: 100, stock: 10 })
+    await fundUser(t.deps, userId, 10_000)
+    const token = await tokenFor(t.deps, userId)
+    const productId = await insertProduct(t.deps, { price: 100, stock: 10 })
     const ids: number[] = []
     for (let i = 0; i < 3; i++) {
-      const res = await call(app, 'POST', '/v1/orders', {
+      const res = await call(t.app, 'POST', '/v1/orders', {
         token,
         body: { items: [{ productId, quantity: 1 }] },
       })
       ids.push((res.body as { id: number }).id)
     }
-    const page1 = await call(app, 'GET', `/v1/users/${userId}/orders?limit=2`, { token })
+    const page1 = await call(t.app, 'GET', `/v1/users/${userId}/orders?limit=2`, { token })
     const body1 = page1.body as { items: Array<{ id: number }>; nextCursor: string }
     expect(body1.items.map((o) => o.id)).toEqual([ids[2], ids[1]])
-    const page2 = await call(app, 'GET', `/v1/users/${userId}/orders?limit=2&cursor=${body1.nextCursor}`, {
+    const page2 = await call(t.app, 'GET', `/v1/users/${userId}/orders?limit=2&cursor=${body1.nextCursor}`, {
       token,
     })
     expect(page2.body).toMatchObject({
@@ -176,19 +160,19 @@ describe('GET /v1/users/:userId/orders', () => {
   })
 
   it("refuses another user's list with 403 and bad paging with 400", async () => {
-    const token = await tokenFor(deps, uniqueUserId())
+    const token = await tokenFor(t.deps, uniqueUserId())
     expectProblemShape(
-      await call(app, 'GET', `/v1/users/${uniqueUserId()}/orders`, { token }),
+      await call(t.app, 'GET', `/v1/users/${uniqueUserId()}/orders`, { token }),
       403,
       'FORBIDDEN',
     )
     expectProblemShape(
-      await call(app, 'GET', '/v1/users/1/orders?limit=0', { token }),
+      await call(t.app, 'GET', '/v1/users/1/orders?limit=0', { token }),
       400,
       'VALIDATION_FAILED',
     )
     expectProblemShape(
-      await call(app, 'GET', '/v1/users/1/orders?cursor=nope', { token }),
+      await call(t.app, 'GET', '/v1/users/1/orders?cursor=nope', { token }),
       400,
       'VALIDATION_FAILED',
     )

@@ -1,25 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { encodeCursor } from '../../shared/http/schemas'
-import type { RuntimeDeps } from '../../shared/runtime/deps'
-import {
-  call,
-  createTestApp,
-  createTestDeps,
-  expectProblemShape,
-  insertProduct,
-} from '../../shared/testing/harness'
+import { call, expectProblemShape, insertProduct, useTestApp } from '../../shared/testing/harness'
 import createProductListApp from './handler'
 
-let deps: RuntimeDeps
-let app: ReturnType<typeof createTestApp>
-
-beforeAll(async () => {
-  deps = await createTestDeps()
-  app = createTestApp(deps, [createProductListApp])
-})
-afterAll(async () => {
-  await deps.close()
-})
+const t = useTestApp([createProductListApp])
 
 type Page = {
   items: Array<{ id: number; name: string; price: number; stock: number }>
@@ -28,21 +12,21 @@ type Page = {
 
 describe('GET /v1/products', () => {
   it('pages through products in id order', async () => {
-    const ids = [await insertProduct(deps), await insertProduct(deps), await insertProduct(deps)]
+    const ids = [await insertProduct(t.deps), await insertProduct(t.deps), await insertProduct(t.deps)]
     const start = encodeCursor((ids[0] as number) - 1)
-    const first = (await call(app, 'GET', `/v1/products?limit=2&cursor=${start}`)).body as Page
+    const first = (await call(t.app, 'GET', `/v1/products?limit=2&cursor=${start}`)).body as Page
     expect(first.items.map((p) => p.id)).toEqual(ids.slice(0, 2))
     expect(Object.keys(first.items[0] ?? {})).toEqual(['id', 'name', 'price', 'stock'])
     expect(first.nextCursor).not.toBeNull()
-    const second = (await call(app, 'GET', `/v1/products?limit=1&cursor=${first.nextCursor}`)).body as Page
+    const second = (await call(t.app, 'GET', `/v1/products?limit=1&cursor=${first.nextCursor}`)).body as Page
     expect(second.items.map((p) => p.id)).toEqual([ids[2]])
   })
 
   it('defaults to 20 items and ends with a null cursor', async () => {
-    const all = (await call(app, 'GET', '/v1/products')).body as Page
+    const all = (await call(t.app, 'GET', '/v1/products')).body as Page
     expect(all.items.length).toBeLessThanOrEqual(20)
-    const last = await insertProduct(deps)
-    const tail = (await call(app, 'GET', `/v1/products?cursor=${encodeCursor(last - 1)}`)).body as Page
+    const last = await insertProduct(t.deps)
+    const tail = (await call(t.app, 'GET', `/v1/products?cursor=${encodeCursor(last - 1)}`)).body as Page
     expect(tail).toMatchObject({ items: [{ id: last }], nextCursor: null })
   })
 
@@ -57,6 +41,6 @@ describe('GET /v1/products', () => {
     'limit=1&limit=2',
     'sort=name',
   ])('answers 400 to ?%s', async (query) => {
-    expectProblemShape(await call(app, 'GET', `/v1/products?${query}`), 400, 'VALIDATION_FAILED')
+    expectProblemShape(await call(t.app, 'GET', `/v1/products?${query}`), 400, 'VALIDATION_FAILED')
   })
 })

@@ -1,15 +1,13 @@
 import { and, eq } from 'drizzle-orm'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { userCoupons } from '../../shared/db/schema'
-import type { RuntimeDeps } from '../../shared/runtime/deps'
 import {
   call,
-  createTestApp,
-  createTestDeps,
   expectProblemShape,
   insertProduct,
   tokenFor,
   uniqueUserId,
+  useTestApp,
 } from '../../shared/testing/harness'
 import createAdminCouponCreateApp from '../admin-coupon-create/handler'
 import createBalanceChargeApp from '../balance-charge/handler'
@@ -17,42 +15,38 @@ import createCouponIssueApp from '../coupon-issue/handler'
 import createOrderCreateApp from '../order-create/handler'
 import createUserCouponsListApp from './handler'
 
-let deps: RuntimeDeps
-let app: ReturnType<typeof createTestApp>
+const t = useTestApp([
+  createAdminCouponCreateApp,
+  createCouponIssueApp,
+  createUserCouponsListApp,
+  createBalanceChargeApp,
+  createOrderCreateApp,
+])
 let admin: string
 
 beforeAll(async () => {
-  deps = await createTestDeps()
-  app = createTestApp(deps, [
-    createAdminCouponCreateApp,
-    createCouponIssueApp,
-    createUserCouponsListApp,
-    createBalanceChargeApp,
-    createOrderCreateApp,
-  ])
-  admin = await tokenFor(deps, uniqueUserId(), 'admin')
-})
-afterAll(async () => {
-  await deps.close()
+  admin = await tokenFor(t.deps, uniqueUserId(), 'admin')
 })
 
 type Item = { userCouponId: number; couponId: number; status: string; usedAt: string | null }
 
 async function issueNew(userId: number, name: string) {
-  const created = await call(app, 'POST', '/v1/admin/coupons', {
+  const created = await call(t.app, 'POST', '/v1/admin/coupons', {
     token: admin,
     body: { name, type: 'FIXED', value: 1_000, totalQuantity: 5, validDays: 10 },
   })
   const couponId = (created.body as { id: number }).id
-  const issued = await call(app, 'POST', `/v1/coupons/${couponId}/issue`, {
-    token: await tokenFor(deps, userId),
+  const issued = await call(t.app, 'POST', `/v1/coupons/${couponId}/issue`, {
+    token: await tokenFor(t.deps, userId),
   })
   expect(issued.status).toBe(201)
   return { couponId, userCouponId: (issued.body as { userCouponId: number }).userCouponId }
 }
 
 const list = async (userId: number, query = '', token?: string) =>
-  call(app, 'GET', `/v1/users/${userId}/coupons${query}`, { token: token ?? (await tokenFor(deps, userId)) })
+  call(t.app, 'GET', `/v1/users/${userId}/coupons${query}`, {
+    token: token ?? (await tokenFor(t.deps, userId)),
+  })
 
 describe('GET /v1/users/:userId/coupons', () => {
   it('lists every coupon newest first, deriving EXPIRED, and filters by status', async () => {
@@ -61,20 +55,20 @@ describe('GET /v1/users/:userId/coupons', () => {
     const used = await issueNew(userId, 'used')
     const expired = await issueNew(userId, 'expired')
     // Used by a real order, so that the data stays true to the invariants other tests check.
-    const productId = await insertProduct(deps, { price: 5_000, stock: 5 })
-    const token = await tokenFor(deps, userId)
-    const charged = await call(app, 'POST', `/v1/users/${userId}/balance/charge`, {
+    const productId = await insertProduct(t.deps, { price: 5_000, stock: 5 })
+    const token = await tokenFor(t.deps, userId)
+    const charged = await call(t.app, 'POST', `/v1/users/${userId}/balance/charge`, {
       token,
       body: { amount: 10_000 },
     })
     expect(charged.status).toBe(200)
-    const order = await call(app, 'POST', '/v1/orders', {
+    const order = await call(t.app, 'POST', '/v1/orders', {
       token,
       body: { items: [{ productId, quantity: 1 }], userCouponId: used.userCouponId },
     })
     expect(order.status).toBe(201)
     const orderId = (order.body as { id: number }).id
-    await deps.db
+    await t.deps.db
       .update(userCoupons)
       .set({ expiresAt: new Date(Date.now() - 1_000) })
       .where(and(eq(userCoupons.id, expired.userCouponId), eq(userCoupons.userId, userId)))
@@ -111,17 +105,17 @@ describe('GET /v1/users/:userId/coupons', () => {
   it("refuses another user's coupons (403), lets an admin read them, and needs a token (401)", async () => {
     const owner = uniqueUserId()
     await issueNew(owner, 'private')
-    expectProblemShape(await list(owner, '', await tokenFor(deps, uniqueUserId())), 403, 'FORBIDDEN')
+    expectProblemShape(await list(owner, '', await tokenFor(t.deps, uniqueUserId())), 403, 'FORBIDDEN')
     const byAdmin = await list(owner, '', admin)
     expect(byAdmin.status).toBe(200)
     expect((byAdmin.body as { items: Item[] }).items).toHaveLength(1)
-    expectProblemShape(await call(app, 'GET', `/v1/users/${owner}/coupons`), 401, 'UNAUTHENTICATED')
+    expectProblemShape(await call(t.app, 'GET', `/v1/users/${owner}/coupons`), 401, 'UNAUTHENTICATED')
   })
 
   it('answers 400 for a bad user id, an unknown status or an unknown query parameter', async () => {
-    const token = await tokenFor(deps, uniqueUserId(), 'admin')
+    const token = await tokenFor(t.deps, uniqueUserId(), 'admin')
     for (const raw of ['0', 'abc', '1.5', '12345678901234567890']) {
-      const res = await call(app, 'GET', `/v1/users/${raw}/coupons`, { token })
+      const res = await call(t.app, 'GET', `/v1/users/${raw}/coupons`, { token })
       expect(expectProblemShape(res, 400, 'VALIDATION_FAILED').errors).toEqual([
         expect.objectContaining({ path: 'userId' }),
       ])

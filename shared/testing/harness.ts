@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto'
 import type { Hono } from 'hono'
+import { afterAll, beforeAll } from 'vitest'
 import { charge, ensureAccount } from '../balance/balance'
 import { loadConfig } from '../config'
 import { coupons, products, userCoupons } from '../db/schema'
@@ -163,4 +164,23 @@ export async function giveCoupon(
     if (!userCoupon) throw new Error('user coupon insert returned no id')
     return { couponId: coupon.id, userCouponId: userCoupon.id }
   })
+}
+
+/**
+ * Real dependencies and the app of `factories` for one test file: made before its first test and closed
+ * after its last. Read `t.deps` and `t.app` inside hooks and tests, not at import time.
+ */
+export function useTestApp(
+  factories: Parameters<typeof createTestApp>[1],
+  overrides: Record<string, string> = {},
+) {
+  const t = {} as { deps: RuntimeDeps; app: Hono<AppEnv> }
+  beforeAll(async () => {
+    t.deps = await createTestDeps(overrides)
+    t.app = createTestApp(t.deps, factories)
+  })
+  afterAll(async () => {
+    await t.deps?.close()
+  })
+  return t
 }
