@@ -9,6 +9,7 @@ import createProductPopularApp from '../../functions/product-popular/handler'
 import createStatsConsumerWorker from '../../functions/stats-consumer/handler'
 import { dailyProductSales, outbox, processedEvents } from '../db/schema'
 import { checkInvariants } from '../invariants/check'
+import type { Order } from '../orders/orders'
 import type { RuntimeDeps } from '../runtime/deps'
 import type { RunningWorker } from '../runtime/discover'
 import { businessDay } from '../stats/business-day'
@@ -34,19 +35,6 @@ import type { EventTopology } from './topology'
  * them, and the popular list shows them. RabbitMQ is cut off in the middle (the relay and the consumer
  * reach it through a proxy the test controls). The database is the test's own, so every count is exact.
  */
-
-type Order = {
-  id: number
-  userId: number
-  status: string
-  items: Array<{ productId: number; name: string; unitPrice: number; quantity: number; lineTotal: number }>
-  subtotal: number
-  discount: number
-  total: number
-  userCouponId: number | null
-  paidAt: string
-  cancelledAt?: string
-}
 
 const bodyOf = (message: ObservedMessage) => message.body as EventEnvelope
 
