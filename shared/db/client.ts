@@ -34,6 +34,9 @@ function createPool(url: string, connectionLimit: number): mysql.Pool {
     supportBigNumbers: true,
     bigNumberStrings: false,
     decimalNumbers: true,
+    // mysql2 otherwise captures a stack trace on every query of the promise API, for nicer stacks on
+    // failures: about 6 % of an order's CPU in a profile. Our errors are logged with their SQL error code.
+    trace: false,
   })
   pool.on('connection', (connection) => {
     // Queued on the connection before any caller's query, so no query ever runs without it.
