@@ -2,24 +2,14 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, parse } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RuntimeDeps } from '../shared/runtime/deps'
 import { TEST_ENV } from '../shared/testing/env'
 import { createTestDeps, insertProduct } from '../shared/testing/harness'
+import { freePort } from '../shared/testing/own-redis'
 import { bundleFunction } from './build'
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
-    })
-  })
 
 /** Every node_modules folder Node's resolver would look in from `dir` upwards. */
 const reachableNodeModules = (dir: string) => {

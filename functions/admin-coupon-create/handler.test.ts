@@ -1,6 +1,5 @@
 import { eq, sql } from 'drizzle-orm'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { startOwnRedis } from '../../shared/coupons/testing'
 import { coupons } from '../../shared/db/schema'
 import {
   call,
@@ -11,6 +10,7 @@ import {
   uniqueUserId,
   useTestApp,
 } from '../../shared/testing/harness'
+import { startOwnRedis } from '../../shared/testing/own-redis'
 import createCouponGetApp from '../coupon-get/handler'
 import createAdminCouponCreateApp from './handler'
 

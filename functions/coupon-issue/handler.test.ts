@@ -1,7 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { stateKeys } from '../../shared/coupons/issue-state'
-import { countMysqlUse, type OwnRedis, startOwnRedis, waitForRedis } from '../../shared/coupons/testing'
+import { countMysqlUse, waitForRedis } from '../../shared/coupons/testing'
 import { coupons, userCoupons } from '../../shared/db/schema'
 import type { RuntimeDeps } from '../../shared/runtime/deps'
 import {
@@ -13,6 +13,7 @@ import {
   tokenFor,
   uniqueUserId,
 } from '../../shared/testing/harness'
+import { type OwnRedis, startOwnRedis } from '../../shared/testing/own-redis'
 import createAdminCouponCreateApp from '../admin-coupon-create/handler'
 import createBalanceChargeApp from '../balance-charge/handler'
 import createCouponGetApp from '../coupon-get/handler'

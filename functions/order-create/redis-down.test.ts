@@ -1,5 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { checkInvariants } from '../../shared/invariants/check'
 import type { RuntimeDeps } from '../../shared/runtime/deps'
@@ -12,34 +10,24 @@ import {
   tokenFor,
   uniqueUserId,
 } from '../../shared/testing/harness'
+import { type OwnRedis, startOwnRedis } from '../../shared/testing/own-redis'
 import createOrderCancelApp from '../order-cancel/handler'
 import createOrderCreateApp from './handler'
 
 // SPEC §4: with Redis down, orders stay correct because MySQL's guarded updates decide; events wait in
-// the outbox. A Redis of this file's own is killed; the shared one is never touched.
-const port = 21_000 + Math.floor(Math.random() * 20_000)
-let redis: ChildProcess
+// the outbox. A Redis of this file's own is stopped; the shared one is never touched.
+let redis: OwnRedis
 let deps: RuntimeDeps
 let app: ReturnType<typeof createTestApp>
 
 beforeAll(async () => {
-  redis = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  })
-  for (let tries = 0; ; tries++) {
-    try {
-      deps = await createTestDeps({ REDIS_URL: `redis://127.0.0.1:${port}` })
-      break
-    } catch (error) {
-      if (tries > 50) throw error
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
+  redis = await startOwnRedis()
+  deps = await createTestDeps({ REDIS_URL: redis.url })
   app = createTestApp(deps, [createOrderCreateApp, createOrderCancelApp])
 })
 afterAll(async () => {
-  redis?.kill('SIGKILL')
   await deps?.close()
+  await redis?.stop()
 })
 
 describe('orders while Redis is down', () => {
@@ -48,8 +36,7 @@ describe('orders while Redis is down', () => {
     await fundUser(deps, userId, 3_000)
     const token = await tokenFor(deps, userId)
     const productId = await insertProduct(deps, { price: 1_000, stock: 2 })
-    redis.kill('SIGKILL')
-    await once(redis, 'exit')
+    await redis.stop()
 
     const started = Date.now()
     const headers = { 'Idempotency-Key': 'while-redis-is-down' }

@@ -1,7 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { EventEmitter, once } from 'node:events'
-import { createServer } from 'node:net'
-import { Redis } from 'ioredis'
+import { EventEmitter } from 'node:events'
+import type { Redis } from 'ioredis'
 import type { Db } from '../db/client'
 
 /**
@@ -26,93 +24,7 @@ export function countMysqlUse(db: Db) {
   }
 }
 
-/**
- * For tests only: a redis-server of the test's own, on a free port, without persistence, that the test
- * may flush, stop and start again. The shared Redis on 6379 is never flushed or stopped.
- */
-export type OwnRedis = {
-  port: number
-  url: string
-  start(): Promise<void>
-  stop(): Promise<void>
-  flushAll(): Promise<void>
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  const port = typeof address === 'object' && address ? address.port : 0
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
-async function ping(port: number): Promise<boolean> {
-  const client = new Redis({
-    port,
-    host: '127.0.0.1',
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  })
-  client.on('error', () => undefined)
-  try {
-    await client.connect()
-    return (await client.ping()) === 'PONG'
-  } catch {
-    return false
-  } finally {
-    client.disconnect()
-  }
-}
-
-export async function startOwnRedis(): Promise<OwnRedis> {
-  const port = await freePort()
-  let child: ChildProcess | undefined
-  let admin: Redis | undefined
-
-  const own: OwnRedis = {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    async start() {
-      if (child) return
-      const started = spawn(
-        'redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-        { stdio: 'ignore' },
-      )
-      child = started
-      started.once('exit', () => {
-        if (child === started) child = undefined
-      })
-      for (let waited = 0; waited < 10_000; waited += 50) {
-        if (await ping(port)) return
-        await sleep(50)
-      }
-      throw new Error(`redis-server on port ${port} did not start`)
-    },
-    async stop() {
-      admin?.disconnect()
-      admin = undefined
-      const running = child
-      if (!running) return
-      const exited = once(running, 'exit')
-      running.kill('SIGKILL')
-      await exited
-      child = undefined
-    },
-    async flushAll() {
-      admin ??= new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 })
-      admin.on('error', () => undefined)
-      await admin.flushall()
-    },
-  }
-  await own.start()
-  return own
-}
 
 /** Resolves once `redis` (a client with retries) is connected again after its server came back. */
 export async function waitForRedis(redis: Redis, timeoutMs = 10_000): Promise<void> {

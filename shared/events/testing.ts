@@ -56,12 +56,19 @@ export async function createIsolatedDatabase(label: string) {
  */
 export async function createTcpProxy(targetPort: number, targetHost = '127.0.0.1') {
   const sockets = new Set<net.Socket>()
+  let up = true
   const track = (socket: net.Socket) => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
     socket.on('error', () => socket.destroy())
   }
   const server = net.createServer((client) => {
+    // While cut, a connection is accepted and dropped at once. The port stays ours: closing the listener
+    // would free it, and on a busy machine another socket can take it before restore() listens again.
+    if (!up) {
+      client.destroy()
+      return
+    }
     const upstream = net.connect(targetPort, targetHost)
     track(client)
     track(upstream)
@@ -70,29 +77,21 @@ export async function createTcpProxy(targetPort: number, targetHost = '127.0.0.1
     client.on('close', () => upstream.destroy())
     upstream.on('close', () => client.destroy())
   })
-  const listen = (port: number) =>
-    new Promise<number>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject)
-        const address = server.address()
-        resolve(typeof address === 'object' && address !== null ? address.port : port)
-      })
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject)
+      const address = server.address()
+      resolve(typeof address === 'object' && address !== null ? address.port : 0)
     })
-  const port = await listen(0)
-  let up = true
+  })
   return {
     port,
     async cut() {
-      if (!up) return
       up = false
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       for (const socket of sockets) socket.destroy()
-      await closed
     },
     async restore() {
-      if (up) return
-      await listen(port)
       up = true
     },
     async close() {

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { eq, sql } from 'drizzle-orm'
 import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -15,6 +14,7 @@ import {
   tokenFor,
   uniqueUserId,
 } from '../testing/harness'
+import { startOwnRedis } from '../testing/own-redis'
 import { createServiceApp } from './app'
 import type { AppEnv } from './context'
 
@@ -282,45 +282,23 @@ describe('malformed requests', () => {
 
 describe('when Redis is down', () => {
   it('product reads keep answering from MySQL and readiness says which dependency is down', async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000)
-    const redis = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    })
+    const redis = await startOwnRedis()
+    const own = await createTestDeps({ REDIS_URL: redis.url })
     try {
-      await waitFor(async () => {
-        const probe = await createTestDeps({ REDIS_URL: `redis://127.0.0.1:${port}` }).catch(() => undefined)
-        await probe?.close()
-        return probe !== undefined
-      })
-      const own = await createTestDeps({ REDIS_URL: `redis://127.0.0.1:${port}` })
-      try {
-        const functions = await discoverFunctions()
-        const ownApp = createTestApp(own, functions)
-        const id = await insertProduct(own, { name: 'resilient', stock: 4 })
-        expect((await call(ownApp, 'GET', `/v1/products/${id}`)).status).toBe(200)
-        redis.kill('SIGKILL')
-        await new Promise((resolve) => redis.once('exit', resolve))
-        const read = await call(ownApp, 'GET', `/v1/products/${id}`)
-        expect(read.status).toBe(200)
-        expect(read.body).toMatchObject({ id, name: 'resilient', stock: 4 })
-        expect((await call(ownApp, 'GET', '/v1/products?limit=1')).status).toBe(200)
-        const ready = await call(ownApp, 'GET', '/health/ready')
-        const problem = expectProblemShape(ready, 503, 'SERVICE_UNAVAILABLE')
-        expect(problem.checks).toEqual({ mysql: 'up', redis: 'down' })
-      } finally {
-        await own.close()
-      }
+      const ownApp = createTestApp(own, await discoverFunctions())
+      const id = await insertProduct(own, { name: 'resilient', stock: 4 })
+      expect((await call(ownApp, 'GET', `/v1/products/${id}`)).status).toBe(200)
+      await redis.stop()
+      const read = await call(ownApp, 'GET', `/v1/products/${id}`)
+      expect(read.status).toBe(200)
+      expect(read.body).toMatchObject({ id, name: 'resilient', stock: 4 })
+      expect((await call(ownApp, 'GET', '/v1/products?limit=1')).status).toBe(200)
+      const ready = await call(ownApp, 'GET', '/health/ready')
+      const problem = expectProblemShape(ready, 503, 'SERVICE_UNAVAILABLE')
+      expect(problem.checks).toEqual({ mysql: 'up', redis: 'down' })
     } finally {
-      redis.kill('SIGKILL')
+      await own.close()
+      await redis.stop()
     }
   })
 })
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 5_000) {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (await check()) return
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error('timed out waiting')
-}

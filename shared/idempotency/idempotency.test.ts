@@ -1,10 +1,10 @@
 import { and, eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { charge, ensureAccount, getBalance } from '../balance/balance'
-import { startOwnRedis } from '../coupons/testing'
 import { idempotencyKeys } from '../db/schema'
 import type { RuntimeDeps } from '../runtime/deps'
 import { createTestDeps, uniqueUserId } from '../testing/harness'
+import { startOwnRedis } from '../testing/own-redis'
 import { IDEMPOTENCY_TTL_MS, purgeExpiredIdempotencyKeys, runIdempotent } from './idempotency'
 
 let deps: RuntimeDeps
