@@ -20,7 +20,6 @@ export type ProductInfo = {
   updatedAt: string
 }
 export type Product = ProductInfo & { stock: number }
-export type ProductSummary = Pick<Product, 'id' | 'name' | 'price' | 'stock'>
 
 type Row = typeof products.$inferSelect
 
@@ -183,5 +182,3 @@ export function createCatalog(deps: CatalogDeps) {
     },
   }
 }
-
-export type Catalog = ReturnType<typeof createCatalog>

@@ -46,5 +46,3 @@ export function createStockGate(
     },
   }
 }
-
-export type StockGate = ReturnType<typeof createStockGate>

@@ -109,20 +109,7 @@ export const CouponSchema = v.object({
   validDays: v.number(),
 })
 
-export const UserCouponSchema = v.object({
-  userCouponId: v.number(),
-  couponId: v.number(),
-  name: v.string(),
-  type: CouponType,
-  value: v.number(),
-  minOrderAmount: v.number(),
-  status: v.picklist(['AVAILABLE', 'USED', 'EXPIRED']),
-  issuedAt: IsoTime,
-  expiresAt: IsoTime,
-  usedAt: v.nullable(IsoTime),
-  orderId: v.nullable(v.number()),
-})
-
+/** The issue response (SPEC §2) is a user coupon at the moment it is issued: AVAILABLE, never used. */
 export const IssuedCouponSchema = v.object({
   userCouponId: v.number(),
   couponId: v.number(),
@@ -133,6 +120,13 @@ export const IssuedCouponSchema = v.object({
   status: v.literal('AVAILABLE'),
   issuedAt: IsoTime,
   expiresAt: IsoTime,
+})
+
+export const UserCouponSchema = v.object({
+  ...IssuedCouponSchema.entries,
+  status: v.picklist(['AVAILABLE', 'USED', 'EXPIRED']),
+  usedAt: v.nullable(IsoTime),
+  orderId: v.nullable(v.number()),
 })
 
 export const UserCouponListSchema = v.object({ items: v.array(UserCouponSchema) })

@@ -353,5 +353,3 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
     },
   }
 }
-
-export type Orders = ReturnType<typeof createOrders>
