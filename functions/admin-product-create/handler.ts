@@ -4,7 +4,7 @@ import { route } from './route'
 
 export default function createAdminProductCreateApp(deps: CatalogDeps) {
   const catalog = createCatalog(deps)
-  return routeApp(route, deps.config, async ({ body }, c) => {
+  return routeApp(route, deps, async ({ body }, c) => {
     const product = await catalog.create(body)
     c.header('Location', `/v1/products/${product.id}`)
     return c.json(product, 201)

@@ -4,7 +4,7 @@ import { route } from './route'
 
 export default function createAdminProductUpdateApp(deps: CatalogDeps) {
   const catalog = createCatalog(deps)
-  return routeApp(route, deps.config, async ({ params, body }, c) =>
+  return routeApp(route, deps, async ({ params, body }, c) =>
     c.json(await catalog.update(params.productId, body)),
   )
 }

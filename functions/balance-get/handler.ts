@@ -5,7 +5,7 @@ import { routeApp } from '../../shared/http/route'
 import { route } from './route'
 
 export default function createBalanceGetApp(deps: Pick<Deps, 'db' | 'config'>) {
-  return routeApp(route, deps.config, async ({ params, auth }, c) => {
+  return routeApp(route, deps, async ({ params, auth }, c) => {
     assertSelfOrAdmin(auth, params.userId)
     return c.json(await getBalance(deps.db, params.userId))
   })

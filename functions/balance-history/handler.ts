@@ -6,7 +6,7 @@ import { toPage } from '../../shared/http/schemas'
 import { route } from './route'
 
 export default function createBalanceHistoryApp(deps: Pick<Deps, 'db' | 'config'>) {
-  return routeApp(route, deps.config, async ({ params, query, auth }, c) => {
+  return routeApp(route, deps, async ({ params, query, auth }, c) => {
     assertSelfOrAdmin(auth, params.userId)
     const rows = await ledgerPage(deps.db, params.userId, query)
     return c.json(toPage(rows, query.limit, (row) => row.id, toLedgerEntry))

@@ -4,5 +4,5 @@ import { route } from './route'
 
 export default function createCouponGetApp(deps: CouponDeps) {
   const catalog = createCouponCatalog(deps)
-  return routeApp(route, deps.config, async ({ params }, c) => c.json(await catalog.get(params.couponId)))
+  return routeApp(route, deps, async ({ params }, c) => c.json(await catalog.get(params.couponId)))
 }

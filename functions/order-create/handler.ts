@@ -1,14 +1,9 @@
 import type { Deps } from '../../shared/deps'
 import { routeApp } from '../../shared/http/route'
-import { idempotentResponse, readIdempotencyKey } from '../../shared/idempotency/idempotency'
 import { createOrders, type OrderDeps } from '../../shared/orders/orders'
 import { route } from './route'
 
 export default function createOrderCreateApp(deps: OrderDeps & Pick<Deps, 'config'>) {
   const orders = createOrders(deps)
-  return routeApp(route, deps.config, async ({ body, auth }, c) => {
-    const key = readIdempotencyKey(c)
-    const result = await orders.place(auth, body, { key, method: c.req.method, path: c.req.path })
-    return idempotentResponse(c, result)
-  })
+  return routeApp(route, deps, ({ body, auth, record }) => orders.place(auth, body, record))
 }

@@ -5,7 +5,5 @@ import { route } from './route'
 
 export default function createOrderGetApp(deps: OrderDeps & Pick<Deps, 'config'>) {
   const orders = createOrders(deps)
-  return routeApp(route, deps.config, async ({ params, auth }, c) =>
-    c.json(await orders.get(auth, params.orderId)),
-  )
+  return routeApp(route, deps, async ({ params, auth }, c) => c.json(await orders.get(auth, params.orderId)))
 }

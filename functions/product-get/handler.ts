@@ -4,5 +4,5 @@ import { route } from './route'
 
 export default function createProductGetApp(deps: CatalogDeps) {
   const catalog = createCatalog(deps)
-  return routeApp(route, deps.config, async ({ params }, c) => c.json(await catalog.get(params.productId)))
+  return routeApp(route, deps, async ({ params }, c) => c.json(await catalog.get(params.productId)))
 }

@@ -5,7 +5,7 @@ import { route } from './route'
 
 export default function createProductListApp(deps: CatalogDeps) {
   const catalog = createCatalog(deps)
-  return routeApp(route, deps.config, async ({ query }, c) => {
+  return routeApp(route, deps, async ({ query }, c) => {
     const rows = await catalog.list(query)
     return c.json(
       toPage(

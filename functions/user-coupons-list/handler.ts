@@ -5,7 +5,7 @@ import { route } from './route'
 
 export default function createUserCouponsListApp(deps: CouponDeps) {
   const catalog = createCouponCatalog(deps)
-  return routeApp(route, deps.config, async ({ params, query, auth }, c) => {
+  return routeApp(route, deps, async ({ params, query, auth }, c) => {
     assertSelfOrAdmin(auth, params.userId)
     return c.json({ items: await catalog.listForUser(params.userId, query.status) })
   })

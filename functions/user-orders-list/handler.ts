@@ -7,7 +7,7 @@ import { route } from './route'
 
 export default function createUserOrdersListApp(deps: OrderDeps & Pick<Deps, 'config'>) {
   const orders = createOrders(deps)
-  return routeApp(route, deps.config, async ({ params, query, auth }, c) => {
+  return routeApp(route, deps, async ({ params, query, auth }, c) => {
     assertSelfOrAdmin(auth, params.userId)
     const rows = await orders.listForUser(params.userId, query)
     return c.json(

@@ -5,7 +5,6 @@ import type { Deps } from '../../shared/deps'
 import { createServiceApp } from '../../shared/http/app'
 import type { AppEnv } from '../../shared/http/context'
 import { routeApp } from '../../shared/http/route'
-import { idempotentResponse, readIdempotencyKey } from '../../shared/idempotency/idempotency'
 import { createOrders } from '../../shared/orders/orders'
 import { buildDeps } from '../../shared/runtime/deps'
 import { discoverFunctions } from '../../shared/runtime/discover'
@@ -20,11 +19,7 @@ import { listen, onShutdown } from '../../shared/runtime/server'
  */
 function createOrderCreateAppWithoutGate(deps: Deps): Hono<AppEnv> {
   const orders = createOrders(deps, { stockGate: false })
-  return routeApp(orderCreateRoute, deps.config, async ({ body, auth }, c) => {
-    const key = readIdempotencyKey(c)
-    const result = await orders.place(auth, body, { key, method: c.req.method, path: c.req.path })
-    return idempotentResponse(c, result)
-  })
+  return routeApp(orderCreateRoute, deps, ({ body, auth, record }) => orders.place(auth, body, record))
 }
 
 try {

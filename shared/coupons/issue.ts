@@ -1,9 +1,9 @@
 import { and, eq, lt, sql } from 'drizzle-orm'
 import type { Tx } from '../db/client'
 import { coupons, userCoupons } from '../db/schema'
-import { mysqlErrno } from '../db/transaction'
+import { inTransaction, mysqlErrno } from '../db/transaction'
 import { AppError, isAppError } from '../errors'
-import { type IdempotentResult, runIdempotent, type StoredResponse } from '../idempotency/idempotency'
+import { noKey, type RecordEffect } from '../idempotency/idempotency'
 import { type CouponDefinition, type CouponDeps, createCouponCatalog, DAY_MS } from './coupons'
 import {
   type Claim,
@@ -33,9 +33,6 @@ export type IssueRequest = {
   couponId: number
   /** The caller: a coupon is always issued to the user in the token. */
   userId: number
-  idempotencyKey: string | undefined
-  method: string
-  path: string
 }
 
 const REFUSALS: Record<Exclude<ClaimOutcome, 'CLAIMED'>, (couponId: number) => AppError> = {
@@ -58,7 +55,7 @@ async function persistIssue(
   coupon: CouponDefinition,
   userId: number,
   now: Date,
-): Promise<StoredResponse> {
+): Promise<IssuedCoupon> {
   const [taken] = await tx
     .update(coupons)
     .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
@@ -79,7 +76,7 @@ async function persistIssue(
     if (mysqlErrno(error) !== DUPLICATE_ENTRY) throw error
     throw new RefusedByMysql('COUPON_ALREADY_ISSUED', `You already hold coupon ${coupon.id}`)
   }
-  const body: IssuedCoupon = {
+  return {
     userCouponId,
     couponId: coupon.id,
     name: coupon.name,
@@ -90,7 +87,6 @@ async function persistIssue(
     issuedAt: now.toISOString(),
     expiresAt: expiresAt.toISOString(),
   }
-  return { status: 201, body }
 }
 
 /**
@@ -98,15 +94,14 @@ async function persistIssue(
  *
  * 1. The definition comes from Redis (an unknown id is cached too), then one script decides the claim.
  *    Refusals end here without touching MySQL.
- * 2. A winner is persisted in MySQL under runIdempotent. The claim is made before, outside the transaction,
- *    so a deadlock retry of the transaction never meets its own claim as "already issued".
+ * 2. A winner is persisted in MySQL, with the request's Idempotency-Key (`record`). The claim is made
+ *    before, outside the transaction, so a deadlock retry of the transaction never meets its own claim as
+ *    "already issued".
  * 3. After the commit the claim is confirmed. If MySQL refused or the transaction failed, the slot is given
  *    back (the user leaves the winners set) and the client gets MySQL's verdict or a 503.
  *
- * With an Idempotency-Key, a holder's request goes through runIdempotent as well, which answers with the
- * stored 201 (a retry of the request that issued it), 409 IDEMPOTENCY_KEY_IN_USE (that request is still in
- * flight) or 422 for a key used elsewhere. SOLD_OUT and NOT_ISSUABLE need no key lookup: a stored success
- * for this coupon would make the user a holder, which the script reports first.
+ * A retry with the Idempotency-Key of a request that issued the coupon never gets here: the route layer
+ * replays it before (see shared/idempotency).
  */
 export function createCouponIssuer(deps: CouponDeps) {
   const catalog = createCouponCatalog(deps)
@@ -135,44 +130,32 @@ export function createCouponIssuer(deps: CouponDeps) {
   }
 
   return {
-    async issue(request: IssueRequest, now = new Date()): Promise<IdempotentResult> {
+    async issue(
+      request: IssueRequest,
+      record: RecordEffect = noKey,
+      now = new Date(),
+    ): Promise<IssuedCoupon> {
       const { couponId, userId } = request
       const coupon = await catalog.definition(couponId)
       if (!coupon) {
         count('not_found')
         throw new AppError('COUPON_NOT_FOUND', `Coupon ${couponId} does not exist`)
       }
-      const idempotent = {
-        userId,
-        key: request.idempotencyKey,
-        method: request.method,
-        path: request.path,
-        body: undefined,
-      }
       const won = await claim(couponId, userId, now)
       if (won.outcome !== 'CLAIMED') {
-        const refusal = REFUSALS[won.outcome](couponId)
-        if (won.outcome === 'ALREADY_ISSUED' && request.idempotencyKey !== undefined) {
-          // Only a replay can come back; anything else is thrown (the refusal, key in use, key reused).
-          const replay = await runIdempotent(deps, idempotent, async () => {
-            throw refusal
-          }).catch((error: unknown) => {
-            count('already_issued')
-            throw error
-          })
-          count('replayed')
-          return replay
-        }
         count(won.outcome.toLowerCase())
-        throw refusal
+        throw REFUSALS[won.outcome](couponId)
       }
 
       try {
-        const result = await runIdempotent(deps, idempotent, (tx) => persistIssue(tx, coupon, userId, now))
-        // Issued now, or a replay of this same issue: either way the user holds the coupon in MySQL.
+        const issued = await inTransaction(deps.db, async (tx) => {
+          const result = await persistIssue(tx, coupon, userId, now)
+          await record(tx, result)
+          return result
+        })
         await settle('confirm', () => confirmClaim(deps, couponId, userId, won.gen))
-        count(result.replayed ? 'replayed' : 'issued')
-        return result
+        count('issued')
+        return issued
       } catch (error) {
         if (error instanceof RefusedByMysql && error.code === 'COUPON_ALREADY_ISSUED') {
           // Redis had lost this holder (rebuilt while their issue was in flight): now it knows again.

@@ -2,7 +2,7 @@ import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib'
 import * as v from 'valibot'
 import type { Deps } from '../deps'
 import { isAppError } from '../errors'
-import { isDependencyDown } from '../http/problem'
+import { isDependencyFailure } from '../failures'
 import { type BrokerConnection, connectBroker } from './amqp'
 import { EventEnvelopeSchema, type ValidEventEnvelope } from './schema'
 import { declareTopology, type EventTopology } from './topology'
@@ -51,7 +51,7 @@ export function parseEvent(content: Buffer): ValidEventEnvelope {
 
 /** MySQL or Redis down, or a transaction that kept deadlocking: worth waiting for, not dead-lettering. */
 const isTemporary = (error: unknown) =>
-  isDependencyDown(error) || (isAppError(error) && error.code === 'SERVICE_UNAVAILABLE')
+  isDependencyFailure(error) || (isAppError(error) && error.code === 'SERVICE_UNAVAILABLE')
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

@@ -51,12 +51,22 @@ export async function createIsolatedDatabase(label: string) {
 }
 
 /**
- * A TCP proxy the test controls, to cut a service off the way a network failure does: `cut` destroys
- * every open connection and stops accepting; `restore` accepts again on the same port.
+ * A TCP proxy the test controls, to fail a service the ways a network does: `cut` destroys every open
+ * connection and refuses new ones until `restore`; `blackhole` lets connections open but carries nothing
+ * either way (a hung peer, a dropped route) until `restore` delivers what was held back, as TCP would
+ * retransmit it; `cutWhen` cuts just the one connection whose
+ * next client packet matches, before that packet reaches the server (say, the COMMIT of a transaction).
  */
 export async function createTcpProxy(targetPort: number, targetHost = '127.0.0.1') {
   const sockets = new Set<net.Socket>()
-  let up = true
+  let mode: 'up' | 'cut' | 'blackhole' = 'up'
+  let trigger: ((chunk: Buffer) => boolean) | undefined
+  /** What a blackhole held back, in order: delivered by restore() to whichever socket is still open. */
+  let held: Array<{ to: net.Socket; chunk: Buffer }> = []
+  const send = (to: net.Socket, chunk: Buffer) => {
+    if (mode === 'blackhole') held.push({ to, chunk })
+    else to.write(chunk)
+  }
   const track = (socket: net.Socket) => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
@@ -65,15 +75,23 @@ export async function createTcpProxy(targetPort: number, targetHost = '127.0.0.1
   const server = net.createServer((client) => {
     // While cut, a connection is accepted and dropped at once. The port stays ours: closing the listener
     // would free it, and on a busy machine another socket can take it before restore() listens again.
-    if (!up) {
+    if (mode === 'cut') {
       client.destroy()
       return
     }
-    const upstream = net.connect(targetPort, targetHost)
     track(client)
+    const upstream = net.connect(targetPort, targetHost)
     track(upstream)
-    client.pipe(upstream)
-    upstream.pipe(client)
+    client.on('data', (chunk: Buffer) => {
+      if (mode !== 'blackhole' && trigger?.(chunk)) {
+        trigger = undefined
+        client.destroy()
+        upstream.destroy()
+        return
+      }
+      send(upstream, chunk)
+    })
+    upstream.on('data', (chunk: Buffer) => send(client, chunk))
     client.on('close', () => upstream.destroy())
     upstream.on('close', () => client.destroy())
   })
@@ -88,19 +106,36 @@ export async function createTcpProxy(targetPort: number, targetHost = '127.0.0.1
   return {
     port,
     async cut() {
-      up = false
+      mode = 'cut'
       for (const socket of sockets) socket.destroy()
     },
+    async blackhole() {
+      mode = 'blackhole'
+    },
     async restore() {
-      up = true
+      mode = 'up'
+      for (const { to, chunk } of held) if (!to.destroyed) to.write(chunk)
+      held = []
+    },
+    /** Resolves once a client packet matched `match` and its connection was cut. */
+    cutWhen(match: (chunk: Buffer) => boolean): Promise<void> {
+      return new Promise((resolve) => {
+        trigger = (chunk) => {
+          if (!match(chunk)) return false
+          resolve()
+          return true
+        }
+      })
     },
     async close() {
-      up = false
+      mode = 'cut'
       for (const socket of sockets) socket.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
   }
 }
+
+export type TcpProxy = Awaited<ReturnType<typeof createTcpProxy>>
 
 export type ObservedMessage = {
   body: unknown

@@ -3,9 +3,10 @@ import { bodyLimit } from 'hono/body-limit'
 import { matchedRoutes } from 'hono/route'
 import type { Deps } from '../deps'
 import { AppError, isAppError } from '../errors'
+import { isDependencyFailure } from '../failures'
 import type { AppEnv } from './context'
 import { createDocsApp } from './openapi'
-import { isDependencyDown, problemResponse } from './problem'
+import { problemResponse } from './problem'
 import { rateLimit } from './rate-limit'
 import type { RouteDef } from './route'
 
@@ -179,7 +180,7 @@ export function createServiceApp(
       log.warn('request failed', { code: error.code, detail: error.detail, error: error.extra.cause })
       return problemResponse(c, error)
     }
-    if (isDependencyDown(error)) {
+    if (isDependencyFailure(error)) {
       log.error('dependency unavailable', { error })
       return problemResponse(
         c,

@@ -40,35 +40,3 @@ export function problemResponse(
     headers['Retry-After'] = String(error.extra.retryAfterSeconds)
   return new Response(JSON.stringify(body), { status: error.status, headers })
 }
-
-const DEPENDENCY_DOWN_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'PROTOCOL_CONNECTION_LOST',
-  'PROTOCOL_SEQUENCE_TIMEOUT',
-  'ER_CON_COUNT_ERROR',
-  'ER_SERVER_SHUTDOWN',
-])
-
-/** A connection-level failure of MySQL or Redis: the client gets 503 and may retry, not 500. */
-export function isDependencyDown(error: unknown): boolean {
-  let current: unknown = error
-  for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth++) {
-    const { code, name, message } = current as { code?: unknown; name?: unknown; message?: unknown }
-    if (typeof code === 'string' && DEPENDENCY_DOWN_CODES.has(code)) return true
-    if (name === 'MaxRetriesPerRequestError') return true
-    if (
-      typeof message === 'string' &&
-      /Stream isn't writeable|Connection is closed|Command timed out/.test(message)
-    ) {
-      return true
-    }
-    current = (current as { cause?: unknown }).cause
-  }
-  return false
-}

@@ -1,6 +1,13 @@
 import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import * as v from 'valibot'
+import type { Deps } from '../deps'
 import type { ErrorCode } from '../errors'
+import {
+  type IdempotencyDeps,
+  type RecordEffect,
+  readIdempotencyKey,
+  runIdempotent,
+} from '../idempotency/idempotency'
 import { type Access, requireAuth } from './auth'
 import type { AppEnv, AuthClaims } from './context'
 import { parse, parseJson, readJsonBody, readQuery } from './validate'
@@ -18,7 +25,10 @@ export type RouteDef = {
   params?: Schema
   query?: Schema
   body?: Schema
-  /** POSTs that move money or stock accept an Idempotency-Key header (SPEC §1). */
+  /**
+   * POSTs that move money or stock take an Idempotency-Key header (docs/api.md): the route layer looks
+   * the key up before the handler runs, and the handler's verb records it with its effect.
+   */
   idempotent?: boolean
   response: { status: 200 | 201; description: string; schema: Schema }
   /** The problem codes this route can answer with, beyond the ones every route has. */
@@ -35,7 +45,19 @@ export type RouteInput<R extends RouteDef> = {
   body: Out<R['body']>
   /** Set on `user` and `admin` routes; undefined on public ones. */
   auth: R['access'] extends 'public' ? undefined : AuthClaims
+  /** On idempotent routes: pass it to the verb, which calls it inside the transaction of its effect. */
+  record: R['idempotent'] extends true ? RecordEffect : undefined
 }
+
+/** What a route's app needs: the JWT secret, and the idempotency store on idempotent routes. */
+export type RouteDeps<R extends RouteDef> = Pick<Deps, 'config'> &
+  (R['idempotent'] extends true ? IdempotencyDeps : unknown)
+
+/**
+ * A handler answers with its result, which is sent as JSON with the route's declared status, or with a
+ * Response of its own (non-idempotent routes only: a replay must be rebuilt from the stored result).
+ */
+export type RouteHandler<R extends RouteDef> = (input: RouteInput<R>, c: Context<AppEnv>) => Promise<unknown>
 
 const passThrough: MiddlewareHandler<AppEnv> = async (_c, next) => {
   await next()
@@ -51,23 +73,49 @@ async function refuseBody(c: Context<AppEnv>): Promise<undefined> {
   return undefined
 }
 
+const hasIdempotencyDeps = (deps: object): deps is IdempotencyDeps =>
+  'db' in deps && 'redis' in deps && 'logger' in deps
+
 /**
  * The Hono app of one function: auth first (401/403 before 400), then params, query and body are
- * validated with the route's own schemas, then the handler runs with typed input.
+ * validated with the route's own schemas, then, on idempotent routes, the Idempotency-Key is looked up
+ * (a replay answers here), and then the handler runs with typed input.
  */
 export function routeApp<R extends RouteDef>(
   route: R,
-  options: { jwtSecret: string },
-  handle: (input: RouteInput<R>, c: Context<AppEnv>) => Promise<Response>,
+  deps: RouteDeps<R>,
+  handle: RouteHandler<R>,
 ): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
-  const auth = route.access === 'public' ? passThrough : requireAuth(route.access, options.jwtSecret)
+  const auth = route.access === 'public' ? passThrough : requireAuth(route.access, deps.config.jwtSecret)
+  const idempotency = route.idempotent && hasIdempotencyDeps(deps) ? deps : undefined
+  if (route.idempotent && !idempotency) {
+    throw new Error(`${route.method} ${route.path} is idempotent: its app needs db, redis and logger`)
+  }
+  const status = route.response.status
   app.on(route.method, route.path, auth, async (c) => {
     const params = route.params ? parse(route.params, c.req.param()) : undefined
     const query = route.query ? readQuery(c, route.query) : undefined
     const body = route.body ? await readJsonBody(c, route.body) : await refuseBody(c)
-    const input = { params, query, body, auth: c.get('auth') } as RouteInput<R>
-    return handle(input, c)
+    const caller = c.get('auth')
+    if (!idempotency || !caller) {
+      const input = { params, query, body, auth: caller, record: undefined } as RouteInput<R>
+      const result = await handle(input, c)
+      return result instanceof Response ? result : c.json(result, status)
+    }
+    const request = {
+      userId: caller.userId,
+      key: readIdempotencyKey(c),
+      method: c.req.method,
+      path: c.req.path,
+      body,
+      status,
+    }
+    const result = await runIdempotent(idempotency, request, (record) =>
+      handle({ params, query, body, auth: caller, record } as RouteInput<R>, c),
+    )
+    if (result.replayed) c.header('Idempotent-Replayed', 'true')
+    return c.json(result.body, result.status as typeof status)
   })
   return app
 }

@@ -2,10 +2,16 @@ import { and, eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { charge, ensureAccount, getBalance } from '../balance/balance'
 import { idempotencyKeys } from '../db/schema'
+import { inTransaction } from '../db/transaction'
 import type { RuntimeDeps } from '../runtime/deps'
 import { createTestDeps, uniqueUserId } from '../testing/harness'
 import { startOwnRedis } from '../testing/own-redis'
-import { IDEMPOTENCY_TTL_MS, purgeExpiredIdempotencyKeys, runIdempotent } from './idempotency'
+import {
+  IDEMPOTENCY_TTL_MS,
+  purgeExpiredIdempotencyKeys,
+  type RecordEffect,
+  runIdempotent,
+} from './idempotency'
 
 let deps: RuntimeDeps
 
@@ -42,7 +48,16 @@ const chargeRequest = (userId: number, key: string, amount: number) => ({
   method: 'POST',
   path: `/v1/users/${userId}/balance/charge`,
   body: { amount },
+  status: 200,
 })
+
+/** A charge as the balance-charge handler makes it: the key recorded in the charge's transaction. */
+const chargeWith = (db: RuntimeDeps['db'], userId: number, amount: number) => (record: RecordEffect) =>
+  inTransaction(db, async (tx) => {
+    const balance = await charge(tx, userId, amount)
+    await record(tx, balance)
+    return balance
+  })
 
 describe('purgeExpiredIdempotencyKeys', () => {
   it('deletes only keys older than 24 hours', async () => {
@@ -82,10 +97,7 @@ describe('runIdempotent', () => {
       responseBody: '{"old":true}',
       createdAt: new Date(Date.now() - IDEMPOTENCY_TTL_MS - 60_000),
     })
-    const result = await runIdempotent(deps, request, async (tx) => ({
-      status: 200,
-      body: await charge(tx, userId, 1_000),
-    }))
+    const result = await runIdempotent(deps, request, chargeWith(deps.db, userId, 1_000))
     expect(result.replayed).toBe(false)
     expect((await getBalance(deps.db, userId)).balance).toBe(1_000)
     const [row] = await deps.db
@@ -104,10 +116,11 @@ describe('runIdempotent', () => {
       await ensureAccount(faultDeps.db, userId)
       const results = await Promise.allSettled(
         Array.from({ length: 20 }, () =>
-          runIdempotent(faultDeps, chargeRequest(userId, 'no-redis', 2_000), async (tx) => ({
-            status: 200,
-            body: await charge(tx, userId, 2_000),
-          })),
+          runIdempotent(
+            faultDeps,
+            chargeRequest(userId, 'no-redis', 2_000),
+            chargeWith(faultDeps.db, userId, 2_000),
+          ),
         ),
       )
       const fulfilled = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))

@@ -3,7 +3,7 @@ import { and, eq, gt, lt, sql } from 'drizzle-orm'
 import type { Context } from 'hono'
 import type { Db, Tx } from '../db/client'
 import { idempotencyKeys } from '../db/schema'
-import { inTransaction, mysqlErrno } from '../db/transaction'
+import { mysqlErrno } from '../db/transaction'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
 
@@ -12,8 +12,14 @@ export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 const IN_FLIGHT_MS = 30_000
 const DUPLICATE_ENTRY = 1062
 
-export type StoredResponse = { status: number; body: unknown }
-export type IdempotentResult = StoredResponse & { replayed: boolean }
+/**
+ * What a verb calls inside the transaction of its effect, with the result it is about to return: the key
+ * is stored with that result in the same transaction, so no crash can leave an effect without its key.
+ * Without an Idempotency-Key it does nothing.
+ */
+export type RecordEffect = (tx: Tx, result: unknown) => Promise<void>
+
+export const noKey: RecordEffect = async () => undefined
 
 export type IdempotentRequest = {
   userId: number
@@ -21,10 +27,15 @@ export type IdempotentRequest = {
   key: string | undefined
   method: string
   path: string
+  /** The validated request body (undefined for routes without one). */
   body: unknown
+  /** The status of a success, stored with the result for replays. */
+  status: number
 }
 
-/** `Idempotency-Key`: 1..255 printable ASCII characters (SPEC §1), else 400. */
+export type IdempotentResult = { status: number; body: unknown; replayed: boolean }
+
+/** `Idempotency-Key`: 1..255 printable ASCII characters (docs/api.md), else 400. */
 export function readIdempotencyKey(c: Context): string | undefined {
   const key = c.req.header('Idempotency-Key')
   if (key === undefined) return undefined
@@ -50,6 +61,8 @@ function canonicalJson(value: unknown): string {
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 
+const liveSince = () => new Date(Date.now() - IDEMPOTENCY_TTL_MS)
+
 async function findLiveKey(db: Db, userId: number, key: string) {
   const [row] = await db
     .select()
@@ -58,13 +71,17 @@ async function findLiveKey(db: Db, userId: number, key: string) {
       and(
         eq(idempotencyKeys.userId, userId),
         eq(idempotencyKeys.key, key),
-        gt(idempotencyKeys.createdAt, new Date(Date.now() - IDEMPOTENCY_TTL_MS)),
+        gt(idempotencyKeys.createdAt, liveSince()),
       ),
     )
   return row
 }
 
-function replayOrReject(row: typeof idempotencyKeys.$inferSelect, request: IdempotentRequest, hash: string) {
+function replayOrReject(
+  row: typeof idempotencyKeys.$inferSelect,
+  request: IdempotentRequest,
+  hash: string,
+): IdempotentResult {
   if (row.method !== request.method || row.path !== request.path || row.requestHash !== hash) {
     throw new AppError(
       'IDEMPOTENCY_KEY_REUSED',
@@ -74,112 +91,123 @@ function replayOrReject(row: typeof idempotencyKeys.$inferSelect, request: Idemp
   return { status: row.responseStatus, body: JSON.parse(row.responseBody) as unknown, replayed: true }
 }
 
+/** A concurrent request with the same key committed first: this transaction must not commit too. */
+class KeyTaken extends Error {
+  override name = 'KeyTaken'
+}
+
+const inUse = () =>
+  new AppError('IDEMPOTENCY_KEY_IN_USE', 'A request with this Idempotency-Key is still being processed', {
+    retryAfterSeconds: 1,
+  })
+
+export type IdempotencyDeps = Pick<Deps, 'db' | 'redis' | 'logger'>
+
 /**
- * Runs `work` in one retried transaction (see inTransaction) under the request's Idempotency-Key.
+ * The one idempotency mechanism of the keyed POSTs (charge, order, cancel, coupon issue), run by the
+ * route layer before the handler, so that nothing else (a stock gate, a cache, a Redis script) can
+ * answer a replay first:
  *
- * - A key seen within 24 h with the same method, path and body: the stored response, nothing else runs.
- *   Another method, path or body: 422 IDEMPOTENCY_KEY_REUSED.
- * - A key whose first request is still running (a Redis marker): 409 IDEMPOTENCY_KEY_IN_USE.
- * - Otherwise `work` runs, and a successful response is stored in the same transaction as its effect,
- *   so no crash can leave an effect without its key. If Redis is down, the primary key of
- *   idempotency_keys still lets only one transaction commit: the others replay its response.
+ * 1. A key seen within 24 h with the same method, path and body: its stored response, and nothing else
+ *    runs. Another method, path or body: 422 IDEMPOTENCY_KEY_REUSED.
+ * 2. A key whose first request is still running (a Redis marker): 409 IDEMPOTENCY_KEY_IN_USE, unless it
+ *    finished meanwhile (then 1.).
+ * 3. Otherwise the handler runs, and its verb records the key with its result inside the transaction of
+ *    its effect (RecordEffect). If Redis is down, the primary key of idempotency_keys still lets only one
+ *    transaction commit: the others roll back and replay its response.
  *
- * Failures (4xx from `work`) are not stored: they changed nothing, so a retry with the same key may succeed.
+ * Refusals (4xx) are not stored: they changed nothing, so a retry with the same key may succeed.
  */
 export async function runIdempotent(
-  deps: Pick<Deps, 'db' | 'redis' | 'logger'>,
+  deps: IdempotencyDeps,
   request: IdempotentRequest,
-  work: (tx: Tx) => Promise<StoredResponse>,
-  onRetry?: (attempt: number) => void,
+  handle: (record: RecordEffect) => Promise<unknown>,
 ): Promise<IdempotentResult> {
   const { db, redis } = deps
   const key = request.key
-  if (key === undefined) {
-    return { ...(await inTransaction(db, work, { onRetry })), replayed: false }
-  }
+  if (key === undefined) return { status: request.status, body: await handle(noKey), replayed: false }
+
   const hash = sha256(canonicalJson(request.body))
   const earlier = await findLiveKey(db, request.userId, key)
   if (earlier) return replayOrReject(earlier, request, hash)
 
   const marker = `idem:${request.userId}:${sha256(key)}`
   const token = randomUUID()
-  let holdsMarker = false
+  let markedHere: boolean
   try {
-    holdsMarker = (await redis.set(marker, token, 'PX', IN_FLIGHT_MS, 'NX')) === 'OK'
-    if (!holdsMarker) {
-      const finished = await findLiveKey(db, request.userId, key)
-      if (finished) return replayOrReject(finished, request, hash)
-      throw new AppError(
-        'IDEMPOTENCY_KEY_IN_USE',
-        'A request with this Idempotency-Key is still being processed',
-        {
-          retryAfterSeconds: 1,
-        },
-      )
-    }
+    markedHere = (await redis.set(marker, token, 'PX', IN_FLIGHT_MS, 'NX')) === 'OK'
   } catch (error) {
-    if (error instanceof AppError) throw error
     // Redis is unavailable: carry on without the in-flight marker; MySQL's primary key keeps the promise.
     deps.logger.warn('idempotency marker unavailable; relying on MySQL alone', { error })
+    markedHere = true
+  }
+  if (!markedHere) {
+    const finished = await findLiveKey(db, request.userId, key)
+    if (finished) return replayOrReject(finished, request, hash)
+    throw inUse()
+  }
+
+  let recorded: string | undefined
+  const record: RecordEffect = async (tx, result) => {
+    const json = JSON.stringify(result)
+    const row = {
+      userId: request.userId,
+      key,
+      method: request.method,
+      path: request.path,
+      requestHash: hash,
+      responseStatus: request.status,
+      responseBody: json,
+      createdAt: new Date(),
+    }
+    try {
+      await tx.insert(idempotencyKeys).values(row)
+    } catch (error) {
+      if (mysqlErrno(error) !== DUPLICATE_ENTRY) throw error
+      // The row is either a live key (a concurrent request committed first) or one past 24 h, which
+      // this request may take over. A failed INSERT leaves the transaction open (statement rollback).
+      const [expired] = await tx
+        .delete(idempotencyKeys)
+        .where(
+          and(
+            eq(idempotencyKeys.userId, request.userId),
+            eq(idempotencyKeys.key, key),
+            lt(idempotencyKeys.createdAt, liveSince()),
+          ),
+        )
+      if (expired.affectedRows === 0) throw new KeyTaken()
+      await tx.insert(idempotencyKeys).values(row)
+    }
+    recorded = json
   }
 
   try {
-    const response = await inTransaction(
-      db,
-      async (tx) => {
-        const result = await work(tx)
-        if (result.status >= 200 && result.status < 300) {
-          const now = new Date()
-          await tx
-            .delete(idempotencyKeys)
-            .where(
-              and(
-                eq(idempotencyKeys.userId, request.userId),
-                eq(idempotencyKeys.key, key),
-                lt(idempotencyKeys.createdAt, new Date(now.getTime() - IDEMPOTENCY_TTL_MS)),
-              ),
-            )
-          await tx.insert(idempotencyKeys).values({
-            userId: request.userId,
-            key,
-            method: request.method,
-            path: request.path,
-            requestHash: hash,
-            responseStatus: result.status,
-            responseBody: JSON.stringify(result.body),
-            createdAt: now,
-          })
-        }
-        return result
-      },
-      { onRetry },
-    )
-    return { ...response, replayed: false }
+    const body = await handle(record)
+    if (recorded === undefined || recorded !== JSON.stringify(body)) {
+      // A verb that forgot to record, or answered something else than it stored: replays would differ.
+      deps.logger.error('idempotent handler did not record the response it returned', {
+        method: request.method,
+        path: request.path,
+      })
+    }
+    return { status: request.status, body, replayed: false }
   } catch (error) {
-    if (mysqlErrno(error) === DUPLICATE_ENTRY) {
-      // A concurrent request with this key committed first (possible only without the Redis marker).
+    if (error instanceof KeyTaken) {
       const winner = await findLiveKey(db, request.userId, key)
       if (winner) return replayOrReject(winner, request, hash)
+      throw inUse()
     }
     throw error
   } finally {
-    if (holdsMarker) {
-      await redis
-        .eval(
-          "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-          1,
-          marker,
-          token,
-        )
-        .catch(() => undefined)
-    }
+    await redis
+      .eval(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        1,
+        marker,
+        token,
+      )
+      .catch(() => undefined)
   }
-}
-
-/** The response for a handler: the stored status and body, and `Idempotent-Replayed: true` on a replay. */
-export function idempotentResponse(c: Context, result: IdempotentResult): Response {
-  if (result.replayed) c.header('Idempotent-Replayed', 'true')
-  return c.json(result.body, result.status as 200)
 }
 
 /** Deletes keys older than 24 h in batches; returns how many rows went. Run periodically by a worker. */

@@ -4,10 +4,11 @@ import { createStockGate } from '../catalog/stock-gate'
 import { couponTermsFor, releaseCoupon, useCoupon } from '../coupons/usage'
 import type { DbOrTx, Tx } from '../db/client'
 import { orderLines, orders, products } from '../db/schema'
+import { inTransaction } from '../db/transaction'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
 import { type OrderEventData, writeOutboxEvent } from '../events/outbox'
-import { runIdempotent } from '../idempotency/idempotency'
+import { noKey, type RecordEffect } from '../idempotency/idempotency'
 import { discountFor, priceLines } from './pricing'
 
 export type OrderLine = {
@@ -37,7 +38,6 @@ export type PlaceOrderInput = {
   userCouponId?: number | undefined
 }
 type Caller = { userId: number; role: 'user' | 'admin' }
-type IdempotencyScope = { key: string | undefined; method: string; path: string }
 
 class StockRefused extends AppError {
   constructor(readonly productId: number) {
@@ -125,14 +125,10 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
   const onRetry = (operation: string) => () => deps.metrics.transactionRetries.inc({ operation })
 
   /** Counts each placement or cancel by outcome: the error code of a refusal, `failed` for a 5xx. */
-  const counted = async <T extends { replayed: boolean }>(
-    operation: 'place' | 'cancel',
-    success: string,
-    run: () => Promise<T>,
-  ): Promise<T> => {
+  const counted = async <T>(operation: 'place' | 'cancel', success: string, run: () => Promise<T>) => {
     try {
       const result = await run()
-      deps.metrics.orders.inc({ operation, outcome: result.replayed ? 'replayed' : success })
+      deps.metrics.orders.inc({ operation, outcome: success })
       return result
     } catch (error) {
       const outcome = error instanceof AppError && error.status < 500 ? error.code.toLowerCase() : 'failed'
@@ -226,7 +222,7 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
     return { order, eventId: event.eventId }
   }
 
-  const placeOrder = async (caller: Caller, input: PlaceOrderInput, scope: IdempotencyScope) => {
+  const placeOrder = async (caller: Caller, input: PlaceOrderInput, record: RecordEffect): Promise<Order> => {
     const refusedByGate = await gate.refuses(input.items)
     if (refusedByGate) {
       throw new AppError(
@@ -236,18 +232,18 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
     }
     let eventId: string | undefined
     try {
-      const result = await runIdempotent(
-        deps,
-        { userId: caller.userId, key: scope.key, method: scope.method, path: scope.path, body: input },
+      const order = await inTransaction(
+        db,
         async (tx) => {
           const placed = await placeInTransaction(tx, caller.userId, input, new Date())
+          await record(tx, placed.order)
           eventId = placed.eventId
-          return { status: 201, body: placed.order }
+          return placed.order
         },
-        onRetry('order-create'),
+        { onRetry: onRetry('order-create') },
       )
-      if (!result.replayed && eventId) await notify(eventId)
-      return result
+      if (eventId) await notify(eventId)
+      return order
     } catch (error) {
       if (error instanceof StockRefused) {
         const [row] = await db
@@ -260,12 +256,11 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
     }
   }
 
-  const cancelOrder = async (caller: Caller, orderId: number, scope: IdempotencyScope) => {
+  const cancelOrder = async (caller: Caller, orderId: number, record: RecordEffect): Promise<Order> => {
     let eventId: string | undefined
     let restocked: number[] = []
-    const result = await runIdempotent(
-      deps,
-      { userId: caller.userId, key: scope.key, method: scope.method, path: scope.path, body: { orderId } },
+    const cancelled = await inTransaction(
+      db,
       async (tx) => {
         const now = new Date()
         const [flipped] = await tx
@@ -290,30 +285,29 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
         await refund(tx, order.userId, order.total, orderId, now)
         const event = await writeOutboxEvent(tx, 'order.cancelled', eventData(order), now)
         await moveStock(tx, order.items, 'give')
+        await record(tx, order)
         eventId = event.eventId
         restocked = order.items.map((item) => item.productId)
-        return { status: 200, body: order }
+        return order
       },
-      onRetry('order-cancel'),
+      { onRetry: onRetry('order-cancel') },
     )
-    if (!result.replayed) {
-      await gate.clear(restocked)
-      if (eventId) await notify(eventId)
-    }
-    return result
+    await gate.clear(restocked)
+    if (eventId) await notify(eventId)
+    return cancelled
   }
 
   return {
-    /** Places and pays an order (SPEC §2 Orders). Returns the HTTP result, a replay included. */
-    place: (caller: Caller, input: PlaceOrderInput, scope: IdempotencyScope) =>
-      counted('place', 'placed', () => placeOrder(caller, input, scope)),
+    /** Places and pays an order (SPEC §2 Orders); `record` stores its Idempotency-Key with it. */
+    place: (caller: Caller, input: PlaceOrderInput, record: RecordEffect = noKey) =>
+      counted('place', 'placed', () => placeOrder(caller, input, record)),
 
     /**
      * Cancels a PAID order: the status flip is guarded in SQL, so of concurrent cancels exactly one
      * proceeds; the refund, the coupon, the stock and the event follow in the same transaction.
      */
-    cancel: (caller: Caller, orderId: number, scope: IdempotencyScope) =>
-      counted('cancel', 'cancelled', () => cancelOrder(caller, orderId, scope)),
+    cancel: (caller: Caller, orderId: number, record: RecordEffect = noKey) =>
+      counted('cancel', 'cancelled', () => cancelOrder(caller, orderId, record)),
 
     /** The order, for its owner or an admin; anyone else gets 404 (ids are not probeable). */
     async get(caller: Caller, orderId: number): Promise<Order> {
