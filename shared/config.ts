@@ -54,6 +54,11 @@ const EnvSchema = v.object({
   RATE_LIMIT_PER_SECOND: intVar(0, 1_000_000, 50),
   RATE_LIMIT_BURST: intVar(0, 1_000_000, 100),
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error', 'silent']), 'info'),
+  ACCESS_LOG_SAMPLE_RATE: v.pipe(
+    v.optional(v.string(), '1'),
+    v.regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a number from 0 to 1'),
+    v.transform(Number),
+  ),
 })
 
 /** The names of every environment variable the app reads (deployment files are checked against it). */
@@ -73,6 +78,8 @@ export type Config = {
   rateLimitPerSecond: number
   rateLimitBurst: number
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
+  /** The share of requests written to the access log (1: every one, 0: none); errors are always logged. */
+  accessLogSampleRate: number
 }
 
 export class ConfigError extends Error {
@@ -119,6 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
     rateLimitBurst: e.RATE_LIMIT_BURST,
     logLevel: e.LOG_LEVEL,
+    accessLogSampleRate: e.ACCESS_LOG_SAMPLE_RATE,
   }
 }
 

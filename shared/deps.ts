@@ -1,3 +1,4 @@
+import type { InvalidationBus } from './cache/invalidation-bus'
 import type { Config } from './config'
 import type { Db } from './db/client'
 import type { OutboxNotifier } from './events/outbox'
@@ -8,6 +9,7 @@ import type { Redis } from './redis/client'
 /**
  * Everything a function or worker may use, built once per process by the entry point and passed in.
  * A function declares the part it needs (`Pick<Deps, 'db' | 'redis'>`) and its tests build exactly that.
+ * What costs a connection is made on first use: a process holds only what its function uses.
  */
 export type Deps = {
   config: Config
@@ -16,9 +18,16 @@ export type Deps = {
   db: Db
   dbRead: Db
   redis: Redis
-  /** Prompts the outbox relay after a commit (best effort; the relay's sweeper is the guarantee). */
+  /** Cross-process invalidation of in-memory caches (its subscriber connects on first subscribe). */
+  bus: InvalidationBus
+  /** Wakes the outbox relay after a commit (best effort; the relay's sweeper is the guarantee). */
   outbox: OutboxNotifier
   /** The process is shutting down: readiness reports 503 so the load balancer stops sending traffic. */
   lifecycle: { draining: boolean }
   ping: { mysql(): Promise<void>; redis(): Promise<void> }
+  /**
+   * A component shared by every function of this process (a cache, a view with a timer), built on first
+   * use and closed with the process's dependencies.
+   */
+  once<T>(name: string, build: () => T, close?: (value: T) => unknown): T
 }

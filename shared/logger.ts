@@ -1,5 +1,6 @@
-const LEVELS = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 } as const
-export type LogLevel = keyof typeof LEVELS
+import pino from 'pino'
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent'
 type Fields = Record<string, unknown>
 
 export type Logger = {
@@ -8,44 +9,57 @@ export type Logger = {
   warn(message: string, fields?: Fields): void
   error(message: string, fields?: Fields): void
   child(fields: Fields): Logger
+  /** Writes out what is buffered (the asynchronous destination); resolves once written. */
+  flush(): Promise<void>
 }
 
-/** Errors become { name, message, code, stack } so that JSON.stringify keeps them. */
+/** Errors become { name, message, code, cause, stack } wherever they sit, so that JSON keeps them. */
 function serialise(fields: Fields): Fields {
-  const out: Fields = {}
-  for (const [key, value] of Object.entries(fields)) {
-    if (value instanceof Error) {
-      const code = (value as { code?: unknown }).code
-      const cause = value.cause instanceof Error ? value.cause.message : undefined
-      out[key] = { name: value.name, message: value.message, code, cause, stack: value.stack }
-    } else {
-      out[key] = value
-    }
+  let out: Fields | undefined
+  for (const key in fields) {
+    const value = fields[key]
+    if (!(value instanceof Error)) continue
+    out ??= { ...fields }
+    const code = (value as { code?: unknown }).code
+    const cause = value.cause instanceof Error ? value.cause.message : undefined
+    out[key] = { name: value.name, message: value.message, code, cause, stack: value.stack }
   }
-  return out
+  return out ?? fields
 }
 
-/** One JSON object per line on stdout: what log shippers and `jq` read without configuration. */
-export function createLogger(
-  level: LogLevel,
-  base: Fields = {},
-  write = (line: string) => process.stdout.write(line),
-) {
-  const threshold = LEVELS[level]
-  const make = (bound: Fields): Logger => {
-    const log = (at: Exclude<LogLevel, 'silent'>, message: string, fields: Fields = {}) => {
-      if (LEVELS[at] < threshold) return
-      write(
-        `${JSON.stringify({ time: new Date().toISOString(), level: at, message, ...bound, ...serialise(fields) })}\n`,
-      )
-    }
-    return {
-      debug: (m, f) => log('debug', m, f),
-      info: (m, f) => log('info', m, f),
-      warn: (m, f) => log('warn', m, f),
-      error: (m, f) => log('error', m, f),
-      child: (fields) => make({ ...bound, ...fields }),
-    }
-  }
-  return make(base)
+const wrap = (log: pino.Logger): Logger => ({
+  debug: (message, fields) => log.debug(fields ?? {}, message),
+  info: (message, fields) => log.info(fields ?? {}, message),
+  warn: (message, fields) => log.warn(fields ?? {}, message),
+  error: (message, fields) => log.error(fields ?? {}, message),
+  child: (fields) => wrap(log.child(fields)),
+  flush: () => new Promise<void>((resolve) => log.flush(() => resolve())),
+})
+
+/**
+ * One JSON object per line on stdout, `{ time, level, message, ...fields }`: what log shippers and `jq`
+ * read without configuration. pino writes through an asynchronous destination (sonic-boom), so a busy
+ * process batches its lines into few writes instead of one blocking write per line; pino flushes it when
+ * the process exits. `write` (tests, scripts writing to stderr) gets each line synchronously.
+ */
+export function createLogger(level: LogLevel, base: Fields = {}, write?: (line: string) => unknown): Logger {
+  const destination = write
+    ? {
+        write: (line: string) => {
+          write(line)
+        },
+      }
+    : pino.destination({ dest: 1, sync: false })
+  return wrap(
+    pino(
+      {
+        level,
+        base,
+        messageKey: 'message',
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }), log: serialise },
+      },
+      destination,
+    ),
+  )
 }

@@ -54,17 +54,17 @@ describe('GET /v1/products/:productId', () => {
     },
   )
 
-  it('serves product info from the cache after the first read', async () => {
+  it('serves product info from memory after the first read, with Redis as the shared copy', async () => {
     const id = await insertProduct(t.deps, { name: 'Cached' })
     const loadsBefore = await counter('cache_loads_total', { cache: 'product-info' })
-    const hitsBefore = await counter('cache_requests_total', { cache: 'product-info', outcome: 'hit' })
+    const hitsBefore = await counter('cache_requests_total', { cache: 'product-info', outcome: 'memory_hit' })
     await call(t.app, 'GET', `/v1/products/${id}`)
     // A change made behind the service's back stays invisible: proof that the second read is the cache's.
     await t.deps.db.update(products).set({ name: 'Renamed in SQL' }).where(eq(products.id, id))
     const second = await call(t.app, 'GET', `/v1/products/${id}`)
     expect((second.body as { name: string }).name).toBe('Cached')
     expect(await counter('cache_loads_total', { cache: 'product-info' })).toBe(loadsBefore + 1)
-    expect(await counter('cache_requests_total', { cache: 'product-info', outcome: 'hit' })).toBe(
+    expect(await counter('cache_requests_total', { cache: 'product-info', outcome: 'memory_hit' })).toBe(
       hitsBefore + 1,
     )
     expect(await t.deps.redis.pttl(`cache:product-info:${id}`)).toBeGreaterThan(3_500_000)

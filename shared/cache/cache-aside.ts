@@ -28,6 +28,9 @@ const RELEASE_LOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`
 
+/** A value and how much longer the shared tier keeps it. */
+export type Entry<T> = { value: T; ttlMs: number }
+
 /** Marks a failure of the source of truth, so that it is not mistaken for a Redis failure and retried. */
 class SourceError extends Error {}
 
@@ -41,22 +44,28 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 export function createCache<T>(options: CacheOptions) {
   const { redis, metrics, logger, name, ttlMs } = options
   const lockMs = options.lockMs ?? 2_000
-  const inflight = new Map<string, Promise<T | null>>()
+  const inflight = new Map<string, Promise<Entry<T | null>>>()
   const valueKey = (key: string) => `cache:${name}:${key}`
   const generationKey = (key: string) => `cache:${name}:${key}:gen`
   const lockKey = (key: string) => `cache:${name}:${key}:lock`
 
   const count = (outcome: 'hit' | 'miss' | 'error') => metrics.cache.inc({ cache: name, outcome })
 
-  const loadAndStore = async (key: string, load: () => Promise<T | null>): Promise<T | null> => {
+  /** The value and how long Redis keeps it still (the two commands travel in one write). */
+  const read = async (key: string): Promise<Entry<T> | undefined> => {
+    const [cached, pttl] = await Promise.all([redis.get(valueKey(key)), redis.pttl(valueKey(key))])
+    return cached === null ? undefined : { value: JSON.parse(cached) as T, ttlMs: Math.max(pttl, 0) }
+  }
+
+  const loadAndStore = async (key: string, load: () => Promise<T | null>): Promise<Entry<T | null>> => {
     const token = randomUUID()
     const locked = (await redis.set(lockKey(key), token, 'PX', lockMs, 'NX')) === 'OK'
     if (!locked) {
       // Another process is loading this key: wait a little for its value before loading ourselves.
       for (let waited = 0; waited < lockMs; waited += 25) {
         await sleep(25)
-        const cached = await redis.get(valueKey(key))
-        if (cached !== null) return JSON.parse(cached) as T
+        const cached = await read(key)
+        if (cached !== undefined) return cached
       }
     }
     try {
@@ -76,40 +85,48 @@ export function createCache<T>(options: CacheOptions) {
           ttlMs,
         )
       }
-      return value
+      return { value, ttlMs }
     } finally {
       if (locked) await redis.eval(RELEASE_LOCK, 1, lockKey(key), token).catch(() => undefined)
     }
   }
 
-  const getThroughRedis = async (key: string, load: () => Promise<T | null>): Promise<T | null> => {
-    const cached = await redis.get(valueKey(key))
-    if (cached !== null) {
+  const getThroughRedis = async (key: string, load: () => Promise<T | null>): Promise<Entry<T | null>> => {
+    const cached = await read(key)
+    if (cached !== undefined) {
       count('hit')
-      return JSON.parse(cached) as T
+      return cached
     }
     count('miss')
     return loadAndStore(key, load)
   }
 
+  /** The value with how long it may still be served (0 when it came from the source with Redis down). */
+  const getEntry = async (key: string, load: () => Promise<T | null>): Promise<Entry<T | null>> => {
+    const running = inflight.get(key)
+    if (running !== undefined) return running
+    const attempt = getThroughRedis(key, load).catch(async (error: unknown) => {
+      if (error instanceof SourceError) throw error.cause
+      count('error')
+      logger.warn('cache unavailable, reading the source of truth', { cache: name, error })
+      metrics.cacheLoads.inc({ cache: name })
+      return { value: await load(), ttlMs: 0 }
+    })
+    inflight.set(key, attempt)
+    try {
+      return await attempt
+    } finally {
+      inflight.delete(key)
+    }
+  }
+
   return {
+    name,
+    getEntry,
+
     /** The cached value, or what `load` returns (null: nothing there, not cached). */
     async get(key: string, load: () => Promise<T | null>): Promise<T | null> {
-      const running = inflight.get(key)
-      if (running !== undefined) return running
-      const attempt = getThroughRedis(key, load).catch(async (error: unknown) => {
-        if (error instanceof SourceError) throw error.cause
-        count('error')
-        logger.warn('cache unavailable, reading the source of truth', { cache: name, error })
-        metrics.cacheLoads.inc({ cache: name })
-        return load()
-      })
-      inflight.set(key, attempt)
-      try {
-        return await attempt
-      } finally {
-        inflight.delete(key)
-      }
+      return (await getEntry(key, load)).value
     },
 
     /** Drops the value and bumps the generation, so no loader that started earlier can put old data back. */

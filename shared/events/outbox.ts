@@ -55,7 +55,31 @@ export async function writeOutboxEvent(
 }
 
 /**
- * Asks the relay to publish these committed events now. Best effort by design: if it fails, the relay's
+ * Wakes the relay after a commit so that it publishes now. Best effort by design: if it fails, the relay's
  * sweeper still finds the rows, so a caller logs the failure and never fails the request over it.
  */
-export type OutboxNotifier = { notify(eventIds: string[]): Promise<void> }
+export type OutboxNotifier = { notify(): Promise<void> }
+
+/** The pub/sub channel the relay listens on, one per database (Redis keys are namespaced the same way). */
+export const outboxWakeChannel = (keyPrefix: string) => `${keyPrefix}outbox-wake`
+
+/**
+ * One wake-up per turn of the event loop however many orders committed in it: a burst of orders costs
+ * the relay one PUBLISH, not a message or a job each. The relay reads the rows from the outbox itself.
+ */
+export function createOutboxWaker(
+  redis: { publish(channel: string, message: string): Promise<number> },
+  channel: string,
+): OutboxNotifier {
+  let pending: Promise<void> | undefined
+  return {
+    notify() {
+      pending ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        // Reset before publishing: a commit after this point must cause a wake of its own.
+        pending = undefined
+        await redis.publish(channel, 'wake')
+      })
+      return pending
+    },
+  }
+}

@@ -5,13 +5,16 @@ import { purgeExpiredIdempotencyKeys } from '../idempotency/idempotency'
 import type { Logger } from '../logger'
 import { redisKeyPrefix } from '../runtime/deps'
 import { purgeProcessedEvents } from '../stats/sales'
-import { bullPrefix, OUTBOX_JOB_OPTIONS, OUTBOX_QUEUE } from './outbox-queue'
+import { outboxWakeChannel } from './outbox'
+import { bullPrefix, OUTBOX_QUEUE, retryJobs } from './outbox-queue'
 import {
   countOutboxAttempt,
   countUnpublishedOutboxEvents,
+  type DrainedRow,
   deletePublishedOutboxEvents,
+  drainOutbox,
   findOutboxEvent,
-  findUnpublishedOutboxEvents,
+  findRetriedOutboxEvents,
   markOutboxEventPublished,
 } from './outbox-store'
 import {
@@ -27,11 +30,11 @@ export type RelayDeps = Pick<Deps, 'config' | 'db' | 'logger' | 'metrics'>
 export type RelayOptions = {
   /** RabbitMQ names; tests pass a suffixed topology of their own. */
   topology?: EventTopology
-  /** Jobs published at once by this process. */
+  /** Retry jobs published at once by this process. */
   concurrency?: number
-  /** How often the sweeper looks for rows that no job is publishing. */
+  /** How often the sweeper drains (in case a wake-up was lost) and looks for retries no job holds. */
   sweepIntervalMs?: number
-  /** Rows younger than this are left to their own notify. */
+  /** Retried rows younger than this are left to their own job. */
   sweepAfterMs?: number
   /** A job that used up its attempts is retried by the sweeper after sitting this long in `failed`. */
   failedRetryAfterMs?: number
@@ -50,6 +53,8 @@ export const RELAY_DEFAULTS = {
 } as const
 
 const SWEEP_BATCH = 500
+/** Rows published per drain transaction: their confirms are awaited together. */
+const DRAIN_BATCH = 200
 /** While RabbitMQ is away, the worker holds its jobs back this long at a time instead of failing them. */
 const BROKER_WAIT_MS = 1_000
 
@@ -79,13 +84,18 @@ function repeat(name: string, intervalMs: number, task: () => Promise<void>, log
 }
 
 /**
- * The outbox relay: a BullMQ worker publishes each committed outbox row to RabbitMQ and then marks it
- * published; a sweeper re-enqueues rows that no job is publishing; a maintenance loop deletes old
+ * The outbox relay. Producers wake it after each commit (one Redis PUBLISH per process and event-loop
+ * turn, see createOutboxWaker); it then drains the outbox: rows never tried are taken in batches
+ * (locked, SKIP LOCKED, so several relays share the work), published with publisher confirms, and marked
+ * published in the same transaction. A row whose publish fails (no queue bound, a nack, no confirm) is
+ * counted as tried and handed to BullMQ, which retries it with backoff; a sweeper drains now and then in
+ * case a wake-up was lost, re-enqueues tried rows that no job holds, and a maintenance loop deletes old
  * published rows and expired idempotency keys.
  *
  * At least once, never lost: a row is marked published only after the broker's confirm, so a crash in
  * between publishes it again (consumers dedupe by eventId). A RabbitMQ outage does not use up attempts:
- * jobs wait (BullMQ rate limit) until the connection is back, then delayed retries are promoted at once.
+ * the drain stops while the broker is away and starts again on reconnect; retry jobs wait (BullMQ rate
+ * limit) until the connection is back, then delayed retries are promoted at once.
  */
 export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
   const { config, db, logger, metrics } = deps
@@ -102,8 +112,11 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
     enableOfflineQueue: false,
     connectTimeout: 2_000,
   })
+  // Wake-ups arrive on a connection of their own (a subscribed connection can do nothing else).
+  const wakeConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true })
   workerConnection.on('error', () => undefined)
   queueConnection.on('error', () => undefined)
+  wakeConnection.on('error', () => undefined)
   const queue = new Queue(OUTBOX_QUEUE, { connection: queueConnection, prefix })
   queue.on('error', () => undefined)
 
@@ -114,6 +127,85 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
   const holdBack = async (): Promise<never> => {
     await queue.rateLimit(BROKER_WAIT_MS)
     throw Worker.RateLimitError()
+  }
+
+  const observePublished = (row: Pick<DrainedRow, 'type' | 'createdAt'>, confirmedAt: Date) => {
+    metrics.eventsPublished.inc({ type: row.type, outcome: 'published' })
+    metrics.eventPublishLatency.observe(
+      { type: row.type },
+      (confirmedAt.getTime() - row.createdAt.getTime()) / 1000,
+    )
+  }
+
+  /** Publishes a batch with its confirms awaited together; a broker gone away leaves rows untried. */
+  const publishBatch = async (rows: DrainedRow[]) => {
+    const sent = publisher
+    if (sent === undefined) return { published: [], failed: [] }
+    const results = await Promise.allSettled(
+      rows.map((row) =>
+        sent.publish({
+          eventId: row.eventId,
+          type: row.type,
+          payload: row.payload,
+          occurredAt: row.createdAt,
+        }),
+      ),
+    )
+    const confirmedAt = new Date()
+    const published: DrainedRow[] = []
+    const failed: DrainedRow[] = []
+    results.forEach((result, i) => {
+      const row = rows[i] as DrainedRow
+      if (result.status === 'fulfilled') {
+        published.push(row)
+        observePublished(row, confirmedAt)
+      } else if (!(result.reason instanceof BrokerUnavailableError)) {
+        failed.push(row)
+        metrics.eventsPublished.inc({
+          type: row.type,
+          outcome: result.reason instanceof UnroutableError ? 'unroutable' : 'failed',
+        })
+        log.warn('event publish failed; retrying with backoff', {
+          eventId: row.eventId,
+          error: result.reason,
+        })
+      }
+    })
+    return { published, failed }
+  }
+
+  let draining: Promise<void> | undefined
+  let drainAgain = false
+  /** Drains until the outbox has no untried row; a wake-up during a drain makes it look once more. */
+  const drain = (): Promise<void> => {
+    if (draining !== undefined) {
+      drainAgain = true
+      return draining
+    }
+    const run = async () => {
+      do {
+        drainAgain = false
+        for (;;) {
+          if (publisher?.connected !== true) return
+          const { taken, published, failed } = await drainOutbox(db, DRAIN_BATCH, publishBatch)
+          if (failed.length > 0) {
+            await queue
+              .addBulk(retryJobs(failed.map((row) => row.eventId)))
+              .catch((error: unknown) =>
+                log.warn('retry jobs not added; the sweeper adds them', { error, events: failed.length }),
+              )
+          }
+          if (taken < DRAIN_BATCH || published.length + failed.length < taken) break
+        }
+      } while (drainAgain)
+    }
+    // `finally` runs after the assignment even when `run` returns at once.
+    draining = run()
+      .catch((error: unknown) => log.warn('outbox drain failed; the sweeper drains again', { error }))
+      .finally(() => {
+        draining = undefined
+      })
+    return draining
   }
 
   const publishJob = async (job: PublishJob) => {
@@ -146,16 +238,13 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
     }
     const confirmedAt = new Date()
     await markOutboxEventPublished(db, eventId, confirmedAt)
-    metrics.eventsPublished.inc({ type: row.type, outcome: 'published' })
-    metrics.eventPublishLatency.observe(
-      { type: row.type },
-      (confirmedAt.getTime() - row.createdAt.getTime()) / 1000,
-    )
+    observePublished(row, confirmedAt)
   }
 
   let sweepCursor = 0
   const sweep = async () => {
-    const rows = await findUnpublishedOutboxEvents(db, {
+    await drain()
+    const rows = await findRetriedOutboxEvents(db, {
       olderThan: new Date(Date.now() - settings.sweepAfterMs),
       afterId: sweepCursor,
       limit: SWEEP_BATCH,
@@ -170,14 +259,9 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
       else if (state === 'failed' || state === 'completed') finished.push({ eventId: row.eventId, state })
     })
     if (missing.length > 0) {
-      // Committed but never enqueued: a crash between commit and notify, or Redis down at that moment.
-      await queue.addBulk(
-        missing.map((eventId) => ({
-          name: 'publish',
-          data: { eventId },
-          opts: { ...OUTBOX_JOB_OPTIONS, jobId: eventId },
-        })),
-      )
+      // Tried but held by no job: Redis was down when the drain handed it over, or published_at was reset
+      // by an operator to replay the event.
+      await queue.addBulk(retryJobs(missing))
       metrics.outboxRequeued.inc({ reason: 'not_enqueued' }, missing.length)
     }
     for (const { eventId, state } of finished) {
@@ -219,8 +303,18 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
         // Retries that backed off while the broker was away need not wait out their delay.
         onConnect: () => {
           queue.promoteJobs().catch(() => undefined)
+          void drain()
         },
       })
+      wakeConnection.on('message', () => void drain())
+      // After a reconnect, wake-ups sent meanwhile are lost: drain once for them.
+      wakeConnection.on('ready', () => void drain())
+      // Not awaited: with Redis away it would wait for it; the sweeper drains meanwhile.
+      wakeConnection
+        .subscribe(outboxWakeChannel(redisKeyPrefix(config.databaseUrl)))
+        .catch((error: unknown) =>
+          log.warn('not subscribed to outbox wake-ups; the sweeper drains', { error }),
+        )
       const running = new Worker(OUTBOX_QUEUE, publishJob, {
         connection: workerConnection,
         prefix,
@@ -245,8 +339,11 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
     async stop() {
       await Promise.all(loops.map((loop) => loop.stop()))
       loops = []
-      // Lets jobs in flight finish: their rows are marked published, or they retry on the next start.
-      await worker?.close()
+      wakeConnection.disconnect()
+      await draining
+      // Forced: an idle worker's close can wait on a blocking Redis call that a reconnect left hanging.
+      // A retry in flight is left to BullMQ's stalled-job check: it is published again (consumers dedupe).
+      await worker?.close(true)
       await queue.close()
       await publisher?.close()
       workerConnection.disconnect()

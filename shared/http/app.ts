@@ -42,6 +42,26 @@ const isJson = (contentType: string | undefined) => {
   )
 }
 
+/** Probes and scrapes: counted in the histogram, not written to the access log. */
+const QUIET_ROUTES = new Set(['/metrics', '/health/live', '/health/ready'])
+
+/**
+ * One histogram sample per request. prom-client hashes the label values on every observe; the child per
+ * label combination (a bounded set: method × route pattern × status) is looked up in a map instead.
+ */
+function requestObserver(metrics: ServiceDeps['metrics']) {
+  const children = new Map<string, { observe(seconds: number): void }>()
+  return (method: string, route: string, status: number, seconds: number) => {
+    const key = `${method} ${route} ${status}`
+    let child = children.get(key)
+    if (!child) {
+      child = metrics.httpDuration.labels({ method, route, status: String(status) })
+      children.set(key, child)
+    }
+    child.observe(seconds)
+  }
+}
+
 /** The matched route pattern (bounded label set); middleware is registered as ALL, routes by method. */
 const routeLabel = (c: Context) => {
   const last = matchedRoutes(c).at(-1)
@@ -62,20 +82,20 @@ export function createServiceApp(
   const app = new Hono<AppEnv>()
   const { logger, metrics } = deps
 
+  const sample = deps.config.accessLogSampleRate
+  const observe = requestObserver(metrics)
   app.use('*', async (c, next) => {
     const started = performance.now()
     const incoming = c.req.header('X-Request-Id')
     const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID()
     c.set('requestId', requestId)
-    c.set('logger', logger.child({ requestId }))
-    c.set('auth', undefined)
+    c.header('X-Request-Id', requestId)
     await next()
-    c.res.headers.set('X-Request-Id', requestId)
     const route = routeLabel(c)
     const seconds = (performance.now() - started) / 1000
     const status = c.res.status
-    metrics.httpDuration.observe({ method: c.req.method, route, status: String(status) }, seconds)
-    if (route !== '/metrics' && !route.startsWith('/health')) {
+    observe(c.req.method, route, status, seconds)
+    if (sample > 0 && (sample >= 1 || Math.random() < sample) && !QUIET_ROUTES.has(route)) {
       logger.info('request', {
         requestId,
         method: c.req.method,
@@ -102,17 +122,17 @@ export function createServiceApp(
     await next()
   })
 
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) =>
-        problemResponse(
-          c as Context<AppEnv>,
-          new AppError('PAYLOAD_TOO_LARGE', `Request bodies are limited to ${MAX_BODY_BYTES} bytes`),
-        ),
-    }),
-  )
+  const limitBody = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) =>
+      problemResponse(
+        c as Context<AppEnv>,
+        new AppError('PAYLOAD_TOO_LARGE', `Request bodies are limited to ${MAX_BODY_BYTES} bytes`),
+      ),
+  })
+  // Only where a body may come: hono's body limit reads the web Request's body, which makes the Node
+  // adapter build a full Request for every GET as well.
+  app.use('*', (c, next) => (BODY_METHODS.has(c.req.method) ? limitBody(c, next) : next()))
 
   app.get('/health/live', (c) => c.json({ status: 'live' }))
 
@@ -175,7 +195,7 @@ export function createServiceApp(
 
   app.onError((error, c) => {
     if (isAppError(error) && error.status < 500) return problemResponse(c, error)
-    const log = c.get('logger') ?? logger
+    const log = logger.child({ requestId: c.get('requestId') })
     if (isAppError(error)) {
       log.warn('request failed', { code: error.code, detail: error.detail, error: error.extra.cause })
       return problemResponse(c, error)

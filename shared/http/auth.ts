@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { sign, verify } from 'hono/jwt'
 import * as v from 'valibot'
 import { AppError } from '../errors'
@@ -17,20 +17,57 @@ const Claims = v.object({
 
 const unauthenticated = (detail: string) => new AppError('UNAUTHENTICATED', detail)
 
+/**
+ * Tokens verified lately, by their exact text: a client sends the same token with every request, and
+ * checking its signature (an HMAC over WebCrypto) each time is a sizeable share of a cheap request's CPU.
+ * An entry is used only until the token's own `exp`; the map is bounded and cleared when full.
+ */
+const VERIFIED_MAX = 10_000
+type Verified = { claims: AuthClaims; expiresAtMs: number }
+const verifiedBySecret = new Map<string, Map<string, Verified>>()
+
+const verifiedFor = (secret: string) => {
+  let verified = verifiedBySecret.get(secret)
+  if (!verified) {
+    verified = new Map()
+    verifiedBySecret.set(secret, verified)
+  }
+  return verified
+}
+
 /** Verifies `Authorization: Bearer <JWT>` (HS256 only, `exp` required) and returns who is calling. */
 export async function authenticate(header: string | undefined, secret: string): Promise<AuthClaims> {
   if (!header) throw unauthenticated('An Authorization: Bearer token is required')
   const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(header.trim())
-  if (!match?.[1]) throw unauthenticated('The Authorization header must be "Bearer <JWT>"')
+  const token = match?.[1]
+  if (!token) throw unauthenticated('The Authorization header must be "Bearer <JWT>"')
+  const verified = verifiedFor(secret)
+  const known = verified.get(token)
+  if (known && known.expiresAtMs > Date.now()) return known.claims
   let payload: unknown
   try {
-    payload = await verify(match[1], secret, 'HS256')
+    payload = await verify(token, secret, 'HS256')
   } catch {
     throw unauthenticated('The token is invalid, expired or badly signed')
   }
-  const claims = v.safeParse(Claims, payload)
-  if (!claims.success) throw unauthenticated('The token lacks a valid sub, role or exp claim')
-  return { userId: claims.output.sub, role: claims.output.role }
+  const parsed = v.safeParse(Claims, payload)
+  if (!parsed.success) throw unauthenticated('The token lacks a valid sub, role or exp claim')
+  const claims: AuthClaims = { userId: parsed.output.sub, role: parsed.output.role }
+  if (verified.size >= VERIFIED_MAX) verified.clear()
+  verified.set(token, { claims, expiresAtMs: parsed.output.exp * 1000 })
+  return claims
+}
+
+/** This request's caller, verified at most once however many steps ask (rate limit, then the route). */
+export function authenticateOnce(c: Context<AppEnv>, secret: string): Promise<AuthClaims> {
+  let attempt = c.get('authAttempt')
+  if (!attempt) {
+    attempt = authenticate(c.req.header('Authorization'), secret)
+    // Whoever asks handles the failure; this only keeps an unasked-for rejection from being unhandled.
+    attempt.catch(() => undefined)
+    c.set('authAttempt', attempt)
+  }
+  return attempt
 }
 
 export type Access = 'public' | 'user' | 'admin'
@@ -39,7 +76,7 @@ export type Access = 'public' | 'user' | 'admin'
 export const requireAuth =
   (access: Exclude<Access, 'public'>, secret: string): MiddlewareHandler<AppEnv> =>
   async (c, next) => {
-    const auth = await authenticate(c.req.header('Authorization'), secret)
+    const auth = await authenticateOnce(c, secret)
     if (access === 'admin' && auth.role !== 'admin') {
       throw new AppError('FORBIDDEN', 'This route needs the admin role')
     }

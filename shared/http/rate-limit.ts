@@ -4,7 +4,7 @@ import { getConnInfo } from '@hono/node-server/conninfo'
 import type { Context, MiddlewareHandler } from 'hono'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
-import { authenticate } from './auth'
+import { authenticateOnce } from './auth'
 import type { AppEnv } from './context'
 import { problemResponse } from './problem'
 
@@ -98,11 +98,10 @@ export function clientAddress(c: Context): string {
 }
 
 /** `user:<id>` for a verified token, else `addr:<ip>`. A bad token is not an error here: the route decides. */
-async function callerKey(c: Context, jwtSecret: string): Promise<string> {
-  const authorization = c.req.header('Authorization')
-  if (authorization) {
+async function callerKey(c: Context<AppEnv>, jwtSecret: string): Promise<string> {
+  if (c.req.header('Authorization')) {
     try {
-      const { userId } = await authenticate(authorization, jwtSecret)
+      const { userId } = await authenticateOnce(c, jwtSecret)
       return `user:${userId}`
     } catch {
       // An invalid token is limited by address, so sending garbage tokens buys no fresh bucket.

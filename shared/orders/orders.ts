@@ -139,9 +139,9 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
 
   const notify = async (eventId: string) => {
     try {
-      await deps.outbox.notify([eventId])
+      await deps.outbox.notify()
     } catch (error) {
-      deps.logger.warn('outbox relay not notified; its sweeper will publish the event', { eventId, error })
+      deps.logger.warn('outbox relay not woken; its sweeper will publish the event', { eventId, error })
     }
   }
 

@@ -1,8 +1,9 @@
+import { createInvalidationBus } from '../cache/invalidation-bus'
 import { type Config, redactUrl } from '../config'
 import { createDatabase } from '../db/client'
 import { migrateDatabase } from '../db/migrate'
 import type { Deps } from '../deps'
-import { createOutboxQueue } from '../events/outbox-queue'
+import { createOutboxWaker, outboxWakeChannel } from '../events/outbox'
 import { createLogger } from '../logger'
 import { createMetrics } from '../metrics'
 import { connectRedis, createRedis } from '../redis/client'
@@ -69,7 +70,10 @@ export async function buildDeps(config: Config, service: string): Promise<Runtim
     await database.close().catch(() => undefined)
     throw unreachable('Redis', redactUrl(config.redisUrl), 'REDIS_URL', error)
   }
-  const outbox = createOutboxQueue(config.redisUrl, keyPrefix)
+  const bus = createInvalidationBus(redis, config.redisUrl, `${keyPrefix}cache-invalidation`, logger)
+  // Components built on first use (once), closed in reverse order of building.
+  const built = new Map<string, unknown>()
+  const closers: Array<() => unknown> = []
   return {
     config,
     logger,
@@ -77,7 +81,8 @@ export async function buildDeps(config: Config, service: string): Promise<Runtim
     db: database.db,
     dbRead: database.dbRead,
     redis,
-    outbox,
+    bus,
+    outbox: createOutboxWaker(redis, outboxWakeChannel(keyPrefix)),
     lifecycle: { draining: false },
     ping: {
       mysql: () => database.ping(),
@@ -85,8 +90,18 @@ export async function buildDeps(config: Config, service: string): Promise<Runtim
         await redis.ping()
       },
     },
+    once<T>(name: string, build: () => T, close?: (value: T) => unknown): T {
+      if (built.has(name)) return built.get(name) as T
+      const value = build()
+      built.set(name, value)
+      if (close) closers.unshift(() => close(value))
+      return value
+    },
     async close() {
-      await Promise.allSettled([database.close(), redis.quit(), outbox.close()])
+      for (const close of closers) await Promise.resolve(close()).catch(() => undefined)
+      await bus.close()
+      await Promise.allSettled([database.close(), redis.quit()])
+      await logger.flush()
     },
   }
 }
