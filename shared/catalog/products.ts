@@ -8,7 +8,7 @@ import { createStockGate } from './stock-gate'
 
 /** Stock is a count of units; adjustments keep it within this bound (and within MySQL's INT). */
 export const MAX_STOCK = 1_000_000_000
-/** The product page's stock is at most this old: SPEC asks for committed orders to show within 1 s. */
+/** The product page's stock is at most this old: docs/api.md promises committed orders show within 1 s. */
 export const STOCK_CACHE_MS = 500
 
 export type ProductInfo = {
@@ -32,7 +32,7 @@ const toInfo = (row: Row): ProductInfo => ({
   updatedAt: row.updatedAt.toISOString(),
 })
 
-/** SPEC's field order: stock sits between price and the timestamps. */
+/** The documented field order: stock sits between price and the timestamps. */
 const withStock = ({ createdAt, updatedAt, ...rest }: ProductInfo, stock: number): Product => ({
   ...rest,
   stock,
