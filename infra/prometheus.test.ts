@@ -6,7 +6,7 @@ import { parse } from 'yaml'
 import { loadModel, renderPrometheus } from '../scripts/gen-infra'
 import { createMetrics } from '../shared/metrics'
 
-/** Prometheus and Grafana configuration: valid for the tools themselves, and about metrics that exist. */
+/** Prometheus configuration: valid for the tool itself, and about metrics that exist (dashboards: grafana.test.ts). */
 
 const INFRA = new URL('.', import.meta.url).pathname
 const PROMTOOL = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0
@@ -44,11 +44,6 @@ function metricNames(expr: string): string[] {
 const isExternal = (name: string) => name === 'up' || name.startsWith('rabbitmq_')
 
 type Rules = { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> }
-type Panel = {
-  type: string
-  datasource?: { uid: string }
-  targets?: Array<{ expr: string; datasource?: { uid: string } }>
-}
 
 describe('infra/prometheus', () => {
   it('prometheus.yml is what scripts/gen-infra.ts renders (run `npm run gen:infra`)', async () => {
@@ -100,47 +95,5 @@ describe('infra/prometheus', () => {
   it.skipIf(!PROMTOOL)(`the alerts fire as alerts.test.yml expects${SKIP}`, () => {
     const result = promtool('test', 'rules', 'alerts.test.yml')
     expect(result.status, result.output).toBe(0)
-  })
-})
-
-describe('infra/grafana', () => {
-  const read = async (path: string) => readFile(join(INFRA, 'grafana', path), 'utf8')
-
-  it('provisions the Prometheus datasource the dashboards use, at the compose service address', async () => {
-    const { datasources } = parse(await read('provisioning/datasources/prometheus.yml')) as {
-      datasources: Array<{ uid: string; type: string; url: string }>
-    }
-    expect(datasources).toEqual([expect.objectContaining({ uid: 'prometheus', type: 'prometheus' })])
-    expect(datasources[0]?.url).toBe('http://prometheus:9090')
-
-    const dashboard = JSON.parse(await read('dashboards/commerce-functions.json')) as { panels: Panel[] }
-    const uids = dashboard.panels
-      .filter((panel) => panel.type !== 'row')
-      .flatMap((panel) => [panel.datasource?.uid, ...(panel.targets ?? []).map((t) => t.datasource?.uid)])
-    expect(new Set(uids)).toEqual(new Set(['prometheus']))
-  })
-
-  it('has request rate and latency by route, on metrics the app exports', async () => {
-    const known = await exportedMetricNames()
-    const dashboard = JSON.parse(await read('dashboards/commerce-functions.json')) as {
-      uid: string
-      panels: Panel[]
-    }
-    expect(dashboard.uid).toBe('commerce-functions')
-    const exprs = dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((t) => t.expr))
-    expect(
-      exprs.some((e) => e.includes('rate(http_request_duration_seconds_count') && e.includes('route')),
-    ).toBe(true)
-    expect(exprs.some((e) => e.includes('histogram_quantile(0.99') && e.includes('route'))).toBe(true)
-    const unknown = exprs.flatMap(metricNames).filter((name) => !isExternal(name) && !known.has(name))
-    expect(unknown).toEqual([])
-  })
-
-  it('loads dashboards from the folder docker-compose.yml mounts', async () => {
-    const { providers } = parse(await read('provisioning/dashboards/commerce.yml')) as {
-      providers: Array<{ options: { path: string } }>
-    }
-    const compose = await readFile(join(INFRA, '..', 'docker-compose.yml'), 'utf8')
-    expect(compose).toContain(`./infra/grafana/dashboards:${providers[0]?.options.path}:ro`)
   })
 })

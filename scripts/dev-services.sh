@@ -2,7 +2,8 @@
 # Starts the services the app and its tests need on a Debian machine without Docker or systemd:
 # MariaDB on 3306, Redis on 6379, RabbitMQ on 5672. Idempotent: a service that already answers on its
 # port is left alone; a missing one is installed with apt-get and started in the background.
-# With Docker, `docker compose up -d mysql-primary redis rabbitmq` does the same job.
+# With Docker, `docker compose up -d mysql-primary redis rabbitmq` runs the services instead; this script
+# is still what installs the `redis-server` binary, which the fault tests start on ports of their own.
 #
 #   bash scripts/dev-services.sh
 #
@@ -79,6 +80,12 @@ ensure_root_over_tcp() {
     say "MariaDB root@127.0.0.1 logs in without a password: nothing to change"
     return
   fi
+  if ! $SUDO "$client" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+    # Not this machine's own server (the Compose one, say): its users are its own business.
+    say "MariaDB on 3306 is not a local server this script can change (Docker's?): leaving its users alone;"
+    say "  give its credentials in DATABASE_URL and TEST_DATABASE_URL (README, 'Test it')"
+    return
+  fi
   say "letting root log in from 127.0.0.1 without a password (development only)"
   # Through the socket: Debian's root@localhost authenticates the OS root user by unix_socket.
   $SUDO "$client" -uroot <<'SQL'
@@ -92,11 +99,13 @@ SQL
 }
 
 start_redis() {
+  # Needed even where a Redis already answers: the fault tests start redis-server processes of their own
+  # on free ports, to flush, stop and restart them without touching the shared one.
+  command -v redis-server >/dev/null || install_packages redis-server
   if answers 6379; then
     say "Redis already answers on 6379: nothing to start"
     return
   fi
-  command -v redis-server >/dev/null || install_packages redis-server
   say "starting Redis (no persistence, noeviction as BullMQ requires)"
   $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
     --maxmemory-policy noeviction

@@ -62,7 +62,7 @@ const quoted = (text: string) => {
 }
 
 /**
- * A problem JSON body (SPEC §1) as nginx renders it, field for field what shared/http/problem.ts renders.
+ * A problem JSON body (docs/api.md) as nginx renders it, field for field what shared/http/problem.ts renders.
  * `$problem_instance` is the path when it is safe to put in a JSON string (see the map below), else "".
  */
 const problemBody = (code: ErrorCode, detail: string) =>
@@ -97,7 +97,7 @@ function httpPreamble(): string[] {
     '',
     'server_tokens off;',
     'keepalive_timeout 65s;',
-    `# SPEC §1: bodies over ${kib} KiB are 413, here as in the functions (shared/http/app.ts MAX_BODY_BYTES).`,
+    `# docs/api.md: bodies over ${kib} KiB are 413, here as in the functions (shared/http/app.ts MAX_BODY_BYTES).`,
     `client_max_body_size ${kib}k;`,
     `client_body_buffer_size ${kib}k;`,
     '',
@@ -263,7 +263,7 @@ export function renderNginx(model: InfraModel): string {
       ...serverPreamble(),
       '',
       '# Routes, most specific first (static segments before parameters). Ids are validated by the',
-      '# function (a bad one is 400, SPEC §1), so a parameter matches any one path segment here.',
+      '# function (a bad one is 400, docs/api.md), so a parameter matches any one path segment here.',
       ...locations,
       'location / {',
       `${INDENT}return 404;`,

@@ -1,9 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
+import { ENV_VARS } from '../shared/config'
 import { discoverFunctions } from '../shared/runtime/discover'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-const config = readFileSync(new URL('../shared/config.ts', import.meta.url), 'utf8')
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
@@ -24,9 +24,22 @@ describe('README', () => {
       expect(readme).toContain(`\`${folder.name}\``)
   })
 
+  it('documents every variable the tests read, with its default', () => {
+    const source = readFileSync(new URL('../shared/testing/env.ts', import.meta.url), 'utf8')
+    const variables = [...source.matchAll(/process\.env\.(TEST_[A-Z0-9_]+) \?\? '([^']*)'/g)]
+    expect(variables.map((m) => m[1])).toEqual(
+      expect.arrayContaining(['TEST_DATABASE_URL', 'TEST_REDIS_URL', 'TEST_RABBITMQ_URL']),
+    )
+    for (const [, name, fallback] of variables)
+      expect(readme).toMatch(
+        new RegExp(`\\|\\s*\`${name}\`\\s*\\|\\s*\`${escapeRegExp(fallback ?? '')}\`\\s*\\|`),
+      )
+  })
+
   it('documents every configuration variable', () => {
-    const names = [...config.matchAll(/^ {2}([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1] as string)
-    expect(names.length).toBeGreaterThan(10)
-    for (const name of names) expect(readme).toContain(`\`${name}\``)
+    expect(ENV_VARS.length).toBeGreaterThan(10)
+    const start = readme.indexOf('## Configuration')
+    const configuration = readme.slice(start, readme.indexOf('\n## ', start + 1))
+    for (const name of ENV_VARS) expect(configuration).toMatch(new RegExp(`^\\|[^\\n]*\`${name}\``, 'm'))
   })
 })

@@ -12,7 +12,7 @@ const messageOf = (env: NodeJS.ProcessEnv) => {
 }
 
 describe('loadConfig', () => {
-  it('applies the SPEC defaults', () => {
+  it('applies the documented defaults', () => {
     expect(loadConfig({})).toMatchObject({
       port: 8080,
       databaseUrl: 'mysql://root@127.0.0.1:3306/commerce',

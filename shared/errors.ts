@@ -1,4 +1,4 @@
-/** The closed list of error codes clients branch on (SPEC §1), with their HTTP status and title. */
+/** The closed list of error codes clients branch on (docs/api.md), with their HTTP status and title. */
 export const ERROR_CODES = {
   VALIDATION_FAILED: { status: 400, title: 'The request is not valid' },
   UNAUTHENTICATED: { status: 401, title: 'Authentication required' },

@@ -139,7 +139,7 @@ describe('POST /v1/admin/coupons', () => {
     expect(fieldsOf(several)).toEqual(['extra', 'validDays', 'value'])
   })
 
-  it('answers 400 for a missing, malformed or non-object body, 415 and 413 as the SPEC says', async () => {
+  it('answers 400 for a missing, malformed or non-object body, 415 and 413 as docs/api.md says', async () => {
     for (const rawBody of ['', '{"name":', '[]', 'null', '"coupon"']) {
       const res = await call(t.app, 'POST', '/v1/admin/coupons', {
         token: admin,

@@ -16,7 +16,7 @@ async function createCoupon(body: Record<string, unknown>) {
 }
 
 describe('GET /v1/coupons/:couponId', () => {
-  it('is public and shows the coupon with its remaining quantity, in SPEC field order', async () => {
+  it('is public and shows the coupon with its remaining quantity, in documented field order', async () => {
     const id = await createCoupon({
       name: 'Flash 10%',
       type: 'PERCENT',

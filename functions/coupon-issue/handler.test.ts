@@ -91,7 +91,7 @@ const remainingOf = async (couponId: number) =>
     .remainingQuantity
 
 describe('POST /v1/coupons/:couponId/issue', () => {
-  it('issues one coupon to the caller with the SPEC shape, expiring validDays later', async () => {
+  it('issues one coupon to the caller with the documented shape, expiring validDays later', async () => {
     const couponId = await createCoupon({ type: 'PERCENT', value: 15, minOrderAmount: 20_000, validDays: 3 })
     const userId = uniqueUserId()
     const res = await issue(couponId, userId)

@@ -14,7 +14,7 @@ import { type OwnRedis, startOwnRedis } from '../../shared/testing/own-redis'
 import createOrderCancelApp from '../order-cancel/handler'
 import createOrderCreateApp from './handler'
 
-// SPEC §4: with Redis down, orders stay correct because MySQL's guarded updates decide; events wait in
+// docs/invariants.md: with Redis down, orders stay correct because MySQL's guarded updates decide; events wait in
 // the outbox. A Redis of this file's own is stopped; the shared one is never touched.
 let redis: OwnRedis
 let deps: RuntimeDeps

@@ -13,6 +13,7 @@ import {
   type EventRig,
   orderEventData,
   percentile,
+  throughProxy,
   waitFor,
 } from '../../shared/events/testing'
 import type { EventTopology } from '../../shared/events/topology'
@@ -88,7 +89,7 @@ afterAll(async () => {
 })
 
 describe('outbox relay', () => {
-  it('publishes every committed event once, with the SPEC properties and body, and marks it published', async () => {
+  it('publishes every committed event once, with the documented properties and body, and marks it published', async () => {
     const warmup = await writeEvents(1)
     await waitFor('the relay to be up', () => arrived(warmup.map((w) => w.envelope.eventId)))
     const written = await writeEvents(120)
@@ -119,7 +120,7 @@ describe('outbox relay', () => {
         `p50 ${percentile(latencies, 50)} ms, p99 ${percentile(latencies, 99)} ms`,
     )
 
-    // The SPEC's queues got them too: data.platform all, order.completed and order.cancelled their own.
+    // The contract's queues got them too: data.platform all, order.completed and order.cancelled their own.
     const channel = await admin.createChannel()
     const all = [...warmup, ...written]
     const completed = all.filter((w) => w.envelope.type === 'order.completed').length
@@ -240,11 +241,10 @@ describe('outbox relay', () => {
 
   it('reconnects to Redis by itself after an outage and publishes what waited meanwhile', async () => {
     await relay.stop()
-    const redisProxy = await createTcpProxy(Number(new URL(deps.config.redisUrl).port || 6379))
-    const redisUrl = new URL(deps.config.redisUrl)
-    redisUrl.port = String(redisProxy.port)
+    const target = new URL(deps.config.redisUrl)
+    const redisProxy = await createTcpProxy(Number(target.port || 6379), target.hostname)
     relay = createOutboxRelayWorker(
-      { ...deps, config: { ...deps.config, redisUrl: redisUrl.toString() } },
+      { ...deps, config: { ...deps.config, redisUrl: throughProxy(deps.config.redisUrl, redisProxy.port) } },
       { topology, sweepIntervalMs: 500 },
     )
     try {

@@ -4,7 +4,7 @@ import { createDatabase, type Database } from '../../shared/db/client'
 import type { Deps } from '../../shared/deps'
 import type { EventEnvelope } from '../../shared/events/outbox'
 import type { ValidEventEnvelope } from '../../shared/events/schema'
-import { createTcpProxy, orderEnvelope, orderEventData } from '../../shared/events/testing'
+import { createTcpProxy, orderEnvelope, orderEventData, throughProxy } from '../../shared/events/testing'
 import { connectRedis, createRedis, type Redis } from '../../shared/redis/client'
 import { type RuntimeDeps, redisKeyPrefix } from '../../shared/runtime/deps'
 import { discoverFunctions } from '../../shared/runtime/discover'
@@ -177,13 +177,16 @@ describe('GET /v1/products/popular', () => {
 
   it('answers the last good list, or an empty one, while the statistics store (and Redis) are down', async () => {
     // The replica and Redis are reached through proxies the test cuts, as a network failure would.
-    const mysqlProxy = await createTcpProxy(3306)
-    const redisProxy = await createTcpProxy(6379)
-    const replicaUrl = new URL(deps.config.databaseUrl)
-    replicaUrl.port = String(mysqlProxy.port)
-    const replica: Database = createDatabase({ url: replicaUrl.toString(), connectionLimit: 2 })
+    const mysqlUrl = new URL(deps.config.databaseUrl)
+    const redisUrl = new URL(deps.config.redisUrl)
+    const mysqlProxy = await createTcpProxy(Number(mysqlUrl.port || 3306), mysqlUrl.hostname)
+    const redisProxy = await createTcpProxy(Number(redisUrl.port || 6379), redisUrl.hostname)
+    const replica: Database = createDatabase({
+      url: throughProxy(deps.config.databaseUrl, mysqlProxy.port),
+      connectionLimit: 2,
+    })
     const prefix = redisKeyPrefix(deps.config.databaseUrl)
-    const redis: Redis = createRedis(`redis://127.0.0.1:${redisProxy.port}`, prefix)
+    const redis: Redis = createRedis(throughProxy(deps.config.redisUrl, redisProxy.port), prefix)
     await connectRedis(redis)
     try {
       let today = ownDay()

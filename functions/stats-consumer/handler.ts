@@ -7,8 +7,8 @@ import { applyOrderEvent, STATISTICS_CONSUMER } from '../../shared/stats/sales'
 export type StatsConsumerOptions = { topology?: EventTopology; maxRetries?: number; retryDelayMs?: number }
 
 /**
- * Reads order.completed (SPEC §3) and order.cancelled (ours: cancellations must be subtracted, and the
- * SPEC's order.completed queue does not receive them; see docs/events.md).
+ * Reads order.completed (docs/events.md) and order.cancelled (ours: cancellations must be subtracted, and the
+ * contract's order.completed queue does not receive them; see docs/events.md).
  */
 export default function createStatsConsumerWorker(
   deps: Pick<Deps, 'config' | 'db' | 'logger' | 'metrics'>,

@@ -36,7 +36,7 @@ async function readBalance(db: DbOrTx, userId: number): Promise<Balance> {
   return balance
 }
 
-/** A read that writes only the first time: the account is opened on first use (SPEC §1). */
+/** A read that writes only the first time: the account is opened on first use (docs/api.md). */
 export async function getBalance(db: Db, userId: number): Promise<Balance> {
   const existing = await findBalance(db, userId)
   if (existing) return existing

@@ -32,7 +32,7 @@ const toInfo = (row: Row): ProductInfo => ({
   updatedAt: row.updatedAt.toISOString(),
 })
 
-/** SPEC's field order: stock sits between price and the timestamps. */
+/** The documented field order: stock sits between price and the timestamps. */
 const withStock = ({ createdAt, updatedAt, ...rest }: ProductInfo, stock: number): Product => ({
   ...rest,
   stock,

@@ -109,7 +109,7 @@ export const CouponSchema = v.object({
   validDays: v.number(),
 })
 
-/** The issue response (SPEC §2) is a user coupon at the moment it is issued: AVAILABLE, never used. */
+/** The issue response (docs/api.md) is a user coupon at the moment it is issued: AVAILABLE, never used. */
 export const IssuedCouponSchema = v.object({
   userCouponId: v.number(),
   couponId: v.number(),

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Tx } from '../db/client'
 import { outbox } from '../db/schema'
 
-/** Routing keys on exchange commerce.events (SPEC §3). */
+/** Routing keys on exchange commerce.events (docs/events.md). */
 export type OrderEventType = 'order.completed' | 'order.cancelled'
 
 export type OrderEventData = {

@@ -30,7 +30,7 @@ import { createEventRig, type EventRig, type ObservedMessage, percentile, waitFo
 import type { EventTopology } from './topology'
 
 /*
- * The whole path of SPEC §3 with real HTTP orders: order-create and order-cancel commit outbox rows, the
+ * The whole path of docs/events.md with real HTTP orders: order-create and order-cancel commit outbox rows, the
  * relay publishes them, a queue bound to commerce.events receives them, the statistics consumer books
  * them, and the popular list shows them. RabbitMQ is cut off in the middle (the relay and the consumer
  * reach it through a proxy the test controls). The database is the test's own, so every count is exact.
@@ -161,7 +161,7 @@ describe('order events, end to end', () => {
     const copies = [...observer.byEventId().values()].filter((list) => list.length > 1).length
     console.log(`end to end: 220 events, ${copies} delivered more than once (deduped by eventId)`)
 
-    // SPEC properties and body, checked against the AsyncAPI document and the valibot schema.
+    // Documented properties and body, checked against the AsyncAPI document and the valibot schema.
     const { payloads } = await loadEventContract()
     const byOrder = new Map(placed.map((o) => [o.id, o]))
     for (const message of events) {

@@ -2,7 +2,7 @@ import * as v from 'valibot'
 import type { EventEnvelope } from './outbox'
 
 /**
- * The message body of every event on commerce.events (SPEC §3), as a schema: consumers validate what
+ * The message body of every event on commerce.events (docs/events.asyncapi.yaml), as a schema: consumers validate what
  * they receive with it, and docs/events.asyncapi.yaml carries the same schema (a test holds them equal).
  * Objects are strict because this describes schemaVersion 1 exactly; a field added later is a new version.
  */

@@ -245,7 +245,7 @@ export function orderEventData(options: {
 /**
  * An event as the outbox writer shapes it, without writing a row: for tests that feed consumers directly.
  * Never write outbox rows for orders that do not exist into the shared database: the invariant checks of
- * other tests (SPEC §4: no event without its order) read the whole table.
+ * other tests (docs/invariants.md: no event without its order) read the whole table.
  */
 export function orderEnvelope(
   type: OrderEventType,
@@ -264,6 +264,14 @@ export async function commitOutboxEvent(db: Db, type: OrderEventType, data: Orde
   return { envelope, committedAt: Date.now() }
 }
 
+/** `url` with its host and port replaced by a local proxy's, keeping its user, password and path. */
+export function throughProxy(url: string, port: number): string {
+  const proxied = new URL(url)
+  proxied.hostname = '127.0.0.1'
+  proxied.port = String(port)
+  return proxied.toString()
+}
+
 /** A plain connection for a test's own setup and checks (purging, counting, binding). */
 export const connectForTest = (url: string): Promise<ChannelModel> => amqp.connect(url)
 
@@ -275,10 +283,10 @@ export const connectForTest = (url: string): Promise<ChannelModel> => amqp.conne
 export async function createEventRig(label: string) {
   const rabbitUrl = testConfig().rabbitmqUrl
   const database = await createIsolatedDatabase(label)
-  const proxy = await createTcpProxy(Number(new URL(rabbitUrl).port || 5672))
+  const proxy = await createTcpProxy(Number(new URL(rabbitUrl).port || 5672), new URL(rabbitUrl).hostname)
   const deps = await createTestDeps({
     DATABASE_URL: database.url,
-    RABBITMQ_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+    RABBITMQ_URL: throughProxy(rabbitUrl, proxy.port),
   })
   const topology = eventTopology(uniqueSuffix(label))
   const admin = await connectForTest(rabbitUrl)

@@ -3,11 +3,11 @@ import type { Logger } from '../logger'
 import type { OrderEventType } from './outbox'
 
 /**
- * The RabbitMQ names of SPEC §3. `suffix` gives tests (and side-by-side environments on one broker) a
+ * The RabbitMQ names of docs/events.md. `suffix` gives tests (and side-by-side environments on one broker) a
  * topology of their own, so that they never consume the real queues' messages.
  *
- * `order.cancelled` is a queue of ours beside the SPEC's two: the statistics consumer must subtract
- * cancellations, and the SPEC binds `order.completed` to that routing key only (see docs/events.md).
+ * `order.cancelled` is a queue of ours beside the contract's two: the statistics consumer must subtract
+ * cancellations, and the contract binds `order.completed` to that routing key only (see docs/events.md).
  */
 export function eventTopology(suffix = '') {
   return {

@@ -7,7 +7,7 @@ import { problemType } from './problem'
 import type { RouteDef } from './route'
 
 /**
- * What each code means to a client: the SPEC §1 table in words. Typed by ErrorCode, so a code added to
+ * What each code means to a client: the table of docs/api.md in words. Typed by ErrorCode, so a code added to
  * ERROR_CODES without an explanation here fails to compile instead of leaving a dead `/docs#error-` link.
  */
 export const ERROR_MEANINGS: Record<ErrorCode, string> = {

@@ -1,6 +1,6 @@
 import * as v from 'valibot'
 
-/** A decimal positive integer up to 2^53 - 1, as a path or query string (SPEC §1: `0`, `1e3`, `1.5` are 400). */
+/** A decimal positive integer up to 2^53 - 1, as a path or query string (docs/api.md: `0`, `1e3`, `1.5` are 400). */
 export const IdString = v.pipe(
   v.string(),
   v.regex(/^[1-9][0-9]{0,15}$/, 'must be a positive decimal integer'),

@@ -10,7 +10,7 @@ export type InvariantScope = {
 type Row = Record<string, unknown>
 
 /**
- * SPEC §4, checked in MySQL. Each check is a single statement, so it sees one consistent snapshot even
+ * docs/invariants.md, checked in MySQL. Each check is a single statement, so it sees one consistent snapshot even
  * while other transactions commit. A scope limits the check to a test's own rows (the test database is
  * shared, and some tests change rows behind the service's back on purpose). Returns the violations,
  * one readable line each; an empty list means every invariant holds.

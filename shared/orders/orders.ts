@@ -298,7 +298,7 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
   }
 
   return {
-    /** Places and pays an order (SPEC §2 Orders); `record` stores its Idempotency-Key with it. */
+    /** Places and pays an order (docs/api.md, Orders); `record` stores its Idempotency-Key with it. */
     place: (caller: Caller, input: PlaceOrderInput, record: RecordEffect = noKey) =>
       counted('place', 'placed', () => placeOrder(caller, input, record)),
 

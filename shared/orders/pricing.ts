@@ -1,7 +1,7 @@
 export type CouponTerms = { type: 'FIXED' | 'PERCENT'; value: number }
 
 /**
- * SPEC §2 pricing, in integer won: FIXED takes min(value, subtotal); PERCENT takes
+ * Pricing (docs/api.md, Orders), in integer won: FIXED takes min(value, subtotal); PERCENT takes
  * floor(subtotal × value / 100). Every input is a safe integer and subtotal ≤ 50 × 100 × 100,000,000
  * = 5 × 10^11, so subtotal × 100 stays far below 2^53: the arithmetic is exact.
  */

@@ -10,7 +10,7 @@ function formatFor(timeZone: string): Intl.DateTimeFormat {
   return format
 }
 
-/** The calendar day (YYYY-MM-DD) that `instant` falls on in the business time zone (SPEC §1). */
+/** The calendar day (YYYY-MM-DD) that `instant` falls on in the business time zone (docs/api.md). */
 export function businessDay(instant: Date, timeZone: string): string {
   const parts = formatFor(timeZone).formatToParts(instant)
   const part = (type: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === type)?.value ?? ''

@@ -6,7 +6,7 @@ import type { Deps } from '../deps'
 import { addDays, businessDay } from './business-day'
 
 export const POPULAR_LIMIT = 5
-/** Today and the two business days before it (SPEC §2). */
+/** Today and the two business days before it (docs/api.md). */
 export const POPULAR_WINDOW_DAYS = 3
 /** The fallback copy outlives the cache by far: it is what answers while the statistics store is down. */
 const LAST_GOOD_TTL_SECONDS = 7 * 24 * 3600

@@ -79,7 +79,7 @@ export async function call(
   return { status: response.status, headers: response.headers, body: parsed, text }
 }
 
-/** The fields every problem JSON body has (SPEC §1). */
+/** The fields every problem JSON body has (docs/api.md). */
 export function expectProblemShape(response: TestResponse, status: number, code: string) {
   const problem = response.body as Record<string, unknown>
   const ok =

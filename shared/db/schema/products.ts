@@ -10,7 +10,7 @@ export const products = mysqlTable(
     description: varchar('description', { length: 2000 }).notNull().default(''),
     price: won('price').notNull(),
     stock: int('stock').notNull(),
-    // initialStock and stockAdjustments make SPEC §4's stock invariant checkable from the table itself:
+    // initialStock and stockAdjustments make the stock invariant (docs/invariants.md) checkable from the table itself:
     // stock = initialStock + stockAdjustments - sum of quantities in PAID orders.
     initialStock: int('initial_stock').notNull(),
     stockAdjustments: bigint('stock_adjustments', { mode: 'number' }).notNull().default(0),
