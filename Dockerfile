@@ -5,6 +5,8 @@
 FROM node:20-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
+# npm ci installs every workspace of package.json, so their manifests come before it.
+COPY clients/typescript/package.json clients/typescript/
 RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
+import packageJson from '../package.json' with { type: 'json' }
 import { FUNCTION_PORT, IMAGE, type InfraModel, loadModel, renderCompose } from '../scripts/gen-infra'
 import { ENV_VARS } from '../shared/config'
 
@@ -209,6 +210,13 @@ describe('Dockerfile and its entry point', () => {
   it('builds with npm ci && npm run build and runs as a non-root user from the bundles alone', () => {
     expect(dockerfile).toMatch(/^FROM node:20-slim AS build$/m)
     expect(dockerfile).toMatch(/^RUN npm ci\b/m)
+    // npm ci refuses to run without the manifest of every workspace the lock file names.
+    const npmCi = dockerfile.search(/^RUN npm ci\b/m)
+    for (const workspace of (packageJson.workspaces ?? []) as string[]) {
+      const copy = dockerfile.indexOf(`COPY ${workspace}/package.json ${workspace}/`)
+      expect(copy, `${workspace}/package.json is copied before npm ci`).toBeGreaterThan(-1)
+      expect(copy).toBeLessThan(npmCi)
+    }
     expect(dockerfile).toMatch(/^RUN npm run build$/m)
     expect(dockerfile).toMatch(/^COPY --from=build \/src\/dist \.\/dist$/m)
     expect(dockerfile).toMatch(/^USER node$/m)

@@ -33,7 +33,7 @@ try {
   const app = createServiceApp(
     deps,
     functions.map((fn) => fn.create(deps)),
-    { routes: functions.map((fn) => fn.route) },
+    { routes: functions },
   )
   const server = await listen(app, config.port)
   const workers = (await discoverWorkers()).map((w) => ({ ...w, running: w.create(deps) }))

@@ -23,4 +23,9 @@ export const route = defineRoute({
   idempotent: true,
   response: { status: 200, description: 'The balance after the charge', schema: BalanceSchema },
   errors: ['FORBIDDEN', 'BALANCE_LIMIT_EXCEEDED', 'IDEMPOTENCY_KEY_IN_USE', 'IDEMPOTENCY_KEY_REUSED'],
+  example: {
+    params: { userId: 1 },
+    body: { amount: 100_000 },
+    response: { userId: 1, balance: 100_000, updatedAt: '2026-11-28T11:30:00.000Z' },
+  },
 })

@@ -17,4 +17,8 @@ export const route = defineRoute({
   params: idParams('userId'),
   response: { status: 200, description: 'The balance', schema: BalanceSchema },
   errors: ['FORBIDDEN'],
+  example: {
+    params: { userId: 1 },
+    response: { userId: 1, balance: 52_000, updatedAt: '2026-11-28T11:36:17.123Z' },
+  },
 })

@@ -26,4 +26,29 @@ export const route = defineRoute({
     schema: v.object({ items: v.array(LedgerEntrySchema), nextCursor: v.nullable(v.string()) }),
   },
   errors: ['FORBIDDEN'],
+  example: {
+    params: { userId: 1 },
+    query: { limit: 2 },
+    response: {
+      items: [
+        {
+          id: 2,
+          type: 'PAYMENT',
+          amount: -48_000,
+          balanceAfter: 52_000,
+          orderId: 1,
+          createdAt: '2026-11-28T11:36:17.123Z',
+        },
+        {
+          id: 1,
+          type: 'CHARGE',
+          amount: 100_000,
+          balanceAfter: 100_000,
+          orderId: null,
+          createdAt: '2026-11-28T11:30:00.000Z',
+        },
+      ],
+      nextCursor: null,
+    },
+  },
 })

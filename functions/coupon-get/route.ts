@@ -11,4 +11,19 @@ export const route = defineRoute({
   params: idParams('couponId'),
   response: { status: 200, description: 'The coupon', schema: CouponSchema },
   errors: ['COUPON_NOT_FOUND'],
+  example: {
+    params: { couponId: 2 },
+    response: {
+      id: 2,
+      name: '10% off, first 30',
+      type: 'PERCENT',
+      value: 10,
+      minOrderAmount: 0,
+      totalQuantity: 30,
+      remainingQuantity: 12,
+      issueStartsAt: null,
+      issueEndsAt: null,
+      validDays: 7,
+    },
+  },
 })

@@ -19,4 +19,18 @@ export const route = defineRoute({
     'IDEMPOTENCY_KEY_IN_USE',
     'IDEMPOTENCY_KEY_REUSED',
   ],
+  example: {
+    params: { couponId: 2 },
+    response: {
+      userCouponId: 19,
+      couponId: 2,
+      name: '10% off, first 30',
+      type: 'PERCENT',
+      value: 10,
+      minOrderAmount: 0,
+      status: 'AVAILABLE',
+      issuedAt: '2026-11-28T11:36:17.123Z',
+      expiresAt: '2026-12-05T11:36:17.123Z',
+    },
+  },
 })

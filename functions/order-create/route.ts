@@ -18,4 +18,21 @@ export const route = defineRoute({
     'IDEMPOTENCY_KEY_IN_USE',
     'IDEMPOTENCY_KEY_REUSED',
   ],
+  example: {
+    body: { items: [{ productId: 1, quantity: 2 }] },
+    response: {
+      id: 1,
+      userId: 1,
+      status: 'PAID',
+      items: [
+        { productId: 1, name: 'Americano beans 1 kg', unitPrice: 24_000, quantity: 2, lineTotal: 48_000 },
+      ],
+      subtotal: 48_000,
+      discount: 0,
+      total: 48_000,
+      userCouponId: null,
+      createdAt: '2026-11-28T11:36:17.123Z',
+      paidAt: '2026-11-28T11:36:17.123Z',
+    },
+  },
 })

@@ -11,4 +11,16 @@ export const route = defineRoute({
   params: idParams('productId'),
   response: { status: 200, description: 'The product', schema: ProductSchema },
   errors: ['PRODUCT_NOT_FOUND'],
+  example: {
+    params: { productId: 1 },
+    response: {
+      id: 1,
+      name: 'Americano beans 1 kg',
+      description: 'Medium roast, Ethiopia and Brazil blend',
+      price: 24_000,
+      stock: 118,
+      createdAt: '2026-11-20T01:00:00.000Z',
+      updatedAt: '2026-11-28T11:36:17.123Z',
+    },
+  },
 })

@@ -1,6 +1,6 @@
 import { ProductPageSchema } from '../../shared/catalog/schemas'
 import { defineRoute } from '../../shared/http/route'
-import { pageQuery } from '../../shared/http/schemas'
+import { encodeCursor, pageQuery } from '../../shared/http/schemas'
 
 export const route = defineRoute({
   method: 'GET',
@@ -11,4 +11,14 @@ export const route = defineRoute({
   query: pageQuery,
   response: { status: 200, description: 'A page of products', schema: ProductPageSchema },
   errors: [],
+  example: {
+    query: { limit: 2 },
+    response: {
+      items: [
+        { id: 1, name: 'Americano beans 1 kg', price: 24_000, stock: 120 },
+        { id: 2, name: 'Hand drip kettle', price: 39_000, stock: 35 },
+      ],
+      nextCursor: encodeCursor(2),
+    },
+  },
 })

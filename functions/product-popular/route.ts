@@ -33,4 +33,14 @@ export const route = defineRoute({
     schema: PopularProductsSchema,
   },
   errors: [],
+  example: {
+    response: {
+      from: '2026-11-26',
+      to: '2026-11-28',
+      items: [
+        { rank: 1, productId: 3, name: 'Ceramic mug', price: 12_000, soldQuantity: 41 },
+        { rank: 2, productId: 1, name: 'Americano beans 1 kg', price: 24_000, soldQuantity: 17 },
+      ],
+    },
+  },
 })

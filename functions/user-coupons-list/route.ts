@@ -12,4 +12,25 @@ export const route = defineRoute({
   query: UserCouponsQuery,
   response: { status: 200, description: "The user's coupons", schema: UserCouponListSchema },
   errors: ['FORBIDDEN'],
+  example: {
+    params: { userId: 1 },
+    query: { status: 'AVAILABLE' },
+    response: {
+      items: [
+        {
+          userCouponId: 19,
+          couponId: 2,
+          name: '10% off, first 30',
+          type: 'PERCENT',
+          value: 10,
+          minOrderAmount: 0,
+          status: 'AVAILABLE',
+          issuedAt: '2026-11-28T11:36:17.123Z',
+          expiresAt: '2026-12-05T11:36:17.123Z',
+          usedAt: null,
+          orderId: null,
+        },
+      ],
+    },
+  },
 })

@@ -33,7 +33,7 @@ try {
   if (!gate && !functions.some((fn) => fn.name === 'order-create')) {
     throw new Error('functions/order-create not found: nothing to switch the stock gate off in')
   }
-  const app = createServiceApp(deps, apps, { routes: functions.map((fn) => fn.route) })
+  const app = createServiceApp(deps, apps, { routes: functions })
   const server = await listen(app, config.port, '127.0.0.1')
   onShutdown({ logger: deps.logger, lifecycle: deps.lifecycle, steps: [server.close, deps.close] })
   process.stdout.write(`bench service (stock gate ${gate ? 'on' : 'off'}) on ${server.port}\n`)

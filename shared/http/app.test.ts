@@ -32,9 +32,7 @@ beforeAll(async () => {
     await deps.db.execute(sql`SELECT password FROM no_such_table_for_tests`)
     return c.json({})
   })
-  app = createServiceApp(deps, [...functions.map((fn) => fn.create(deps)), failing], {
-    routes: functions.map((fn) => fn.route),
-  })
+  app = createServiceApp(deps, [...functions.map((fn) => fn.create(deps)), failing], { routes: functions })
 })
 afterAll(async () => {
   await deps.close()

@@ -5,10 +5,10 @@ import type { Deps } from '../deps'
 import { AppError, isAppError } from '../errors'
 import { isDependencyFailure } from '../failures'
 import type { AppEnv } from './context'
-import { createDocsApp } from './openapi'
+import { createDocsApp } from './docs'
+import type { DocumentedRoute } from './openapi'
 import { problemResponse } from './problem'
 import { rateLimit } from './rate-limit'
-import type { RouteDef } from './route'
 
 export const MAX_BODY_BYTES = 64 * 1024
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
@@ -18,8 +18,8 @@ const PING_TIMEOUT_MS = 1_000
 export type ServiceDeps = Pick<Deps, 'config' | 'redis' | 'logger' | 'metrics' | 'lifecycle' | 'ping'>
 
 export type ServiceAppOptions = {
-  /** The routes of `functions`, documented at /openapi.json and /docs. */
-  routes?: readonly RouteDef[]
+  /** The routes of `functions` with their names, documented at /openapi.json and /docs. */
+  routes?: readonly DocumentedRoute[]
 }
 
 const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
@@ -72,7 +72,7 @@ const routeLabel = (c: Context) => {
  * The one app every function is served by: request id, one log line and one histogram sample per
  * request, a per-caller rate limit on /v1, 415/413 guards, health, metrics and API docs, problem JSON
  * for every failure. `functions` are the Hono apps of the functions this process serves, mounted in the
- * order given; `options.routes` are their RouteDefs, for the docs.
+ * order given; `options.routes` are their names and RouteDefs, for the docs.
  */
 export function createServiceApp(
   deps: ServiceDeps,

@@ -1,9 +1,6 @@
 import { type ConversionConfig, type JsonSchema, toJsonSchema } from '@valibot/to-json-schema'
-import { Hono } from 'hono'
-import type * as v from 'valibot'
+import * as v from 'valibot'
 import { ERROR_CODES, type ErrorCode } from '../errors'
-import type { AppEnv } from './context'
-import { problemType } from './problem'
 import type { RouteDef } from './route'
 
 /**
@@ -42,17 +39,52 @@ export const ERROR_MEANINGS: Record<ErrorCode, string> = {
     'A backing service is down and the request could not be served safely; nothing was half-done. Retry after `Retry-After` seconds.',
 }
 
-const ALL_CODES = Object.keys(ERROR_CODES) as ErrorCode[]
+export const ALL_CODES = Object.keys(ERROR_CODES) as ErrorCode[]
 
-type Parameter = {
+/** A function and its route: the folder name is the operationId, so a client's call names the function. */
+export type DocumentedRoute = { name: string; route: RouteDef }
+
+/**
+ * The tags in the order a client meets them (browse, pay in, collect coupons, order; admin last), each
+ * with what a client does there. The docs page navigates by this order.
+ */
+export const TAGS: ReadonlyArray<{ name: string; description: string }> = [
+  {
+    name: 'Products',
+    description:
+      'The catalogue: products with their current stock, and the best sellers of the last three business days. Public.',
+  },
+  {
+    name: 'Balance',
+    description:
+      'Orders are paid from a balance, so a user charges it first. Every change is a ledger entry; the balance is their sum.',
+  },
+  {
+    name: 'Coupons',
+    description:
+      'First-come-first-served coupon campaigns: a user issues one to themselves, then names it in an order.',
+  },
+  {
+    name: 'Orders',
+    description:
+      'An order is placed and paid from the balance in one step; cancelling it refunds, restocks and returns the coupon.',
+  },
+  {
+    name: 'Admin',
+    description: 'Catalogue and coupon campaign management, for tokens with role `admin`.',
+  },
+]
+
+export type Parameter = {
   name: string
   in: 'path' | 'query' | 'header'
   required: boolean
   description?: string
   schema: JsonSchema
+  example?: unknown
 }
 
-type MediaContent = Record<string, { schema: JsonSchema }>
+type MediaContent = Record<string, { schema: JsonSchema; example?: unknown }>
 
 type ResponseObject = {
   description: string
@@ -66,7 +98,7 @@ export type Operation = {
   description: string
   tags: string[]
   'x-access': RouteDef['access']
-  security?: Array<Record<string, string[]>>
+  security: Array<Record<string, string[]>>
   parameters: Parameter[]
   requestBody?: { required: true; content: MediaContent }
   responses: Record<string, ResponseObject>
@@ -74,8 +106,14 @@ export type Operation = {
 
 export type OpenApiDocument = {
   openapi: '3.1.0'
-  info: { title: string; version: string; description: string }
-  tags: Array<{ name: string }>
+  info: {
+    title: string
+    version: string
+    description: string
+    license: { name: string; identifier: string }
+  }
+  servers: Array<{ url: string; description: string }>
+  tags: Array<{ name: string; description?: string }>
   paths: Record<string, Record<string, Operation>>
   components: {
     schemas: Record<string, JsonSchema>
@@ -85,10 +123,10 @@ export type OpenApiDocument = {
 }
 
 /**
- * Requests are described by their wire (input) type: conversion stops before the first `transform`, so a
- * path id is a string of digits, not the number the handler receives. `check` actions have no JSON
- * Schema equivalent; `errorMode: 'ignore'` leaves them out instead of throwing, so documentation can
- * never stop a function from starting. Responses have no transforms and are described as they are sent.
+ * Bodies are described by their wire (input) type: conversion stops before the first `transform`.
+ * `check` actions have no JSON Schema equivalent; `errorMode: 'ignore'` leaves them out instead of
+ * throwing, so documentation can never stop a function from starting. Responses have no transforms and
+ * are described as they are sent.
  */
 const REQUEST_CONVERSION: ConversionConfig = {
   target: 'draft-2020-12',
@@ -96,6 +134,25 @@ const REQUEST_CONVERSION: ConversionConfig = {
   errorMode: 'ignore',
 }
 const RESPONSE_CONVERSION: ConversionConfig = { ...REQUEST_CONVERSION, typeMode: 'output' }
+
+/**
+ * Path and query parameters are text on the wire, and OpenAPI describes a parameter by the value that
+ * text serializes (`type: integer` for `?limit=20`), so they are converted from the schema after the
+ * last transform (IdString's `v.number()`); the text rules before it (no leading zeros, no exponent)
+ * stay the server's. A default is the wire text ('20'): it is documented as the value it parses to.
+ */
+const PARAMETER_CONVERSION: ConversionConfig = {
+  ...REQUEST_CONVERSION,
+  typeMode: 'output',
+  overrideSchema: ({ valibotSchema, jsonSchema }) => {
+    if (jsonSchema.default === undefined) return undefined
+    const parsed = v.safeParse(valibotSchema as v.GenericSchema, undefined)
+    const value: unknown = parsed.success ? parsed.output : undefined
+    return typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string'
+      ? { ...jsonSchema, default: value }
+      : undefined
+  },
+}
 
 const SECURITY_SCHEME = 'bearerAuth'
 const PROBLEM_REF = '#/components/schemas/ProblemDetails'
@@ -106,22 +163,6 @@ const RETRY_AFTER_HEADER = { $ref: '#/components/headers/Retry-After' }
 export const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z0-9_]+)(\{[^}]*\})?\??/g, '{$1}')
 
 const pathParamNames = (path: string) => [...path.matchAll(/:([A-Za-z0-9_]+)/g)].map((m) => m[1] as string)
-
-/** getV1ProductsByProductId: unique per method and path, which is what identifies a function. */
-const operationIdOf = (route: RouteDef) =>
-  route.method.toLowerCase() +
-  route.path
-    .split('/')
-    .filter(Boolean)
-    .map((segment) => {
-      const name = segment.startsWith(':') ? `By-${segment.slice(1)}` : segment
-      return name
-        .split(/[^A-Za-z0-9]+/)
-        .filter(Boolean)
-        .map((word) => word[0]?.toUpperCase() + word.slice(1))
-        .join('')
-    })
-    .join('')
 
 /**
  * Recursive (lazy) schemas come back with `#/$defs/...` references, which inside an OpenAPI document
@@ -151,28 +192,37 @@ function convert(
   return rewrite(json) as JsonSchema
 }
 
-const objectProperties = (schema: JsonSchema) => ({
+export const objectProperties = (schema: JsonSchema) => ({
   properties: Object.entries(schema.properties ?? {}).filter(
     (entry): entry is [string, JsonSchema] => typeof entry[1] === 'object',
   ),
   required: new Set(schema.required ?? []),
 })
 
-function parametersOf(route: RouteDef, operationId: string, components: Record<string, JsonSchema>) {
+/** The example key of an idempotent route: any 1..255 printable characters the client makes unique. */
+export const exampleIdempotencyKey = (name: string) => `${name}-0001`
+
+function parametersOf({ name, route }: DocumentedRoute, components: Record<string, JsonSchema>) {
   const parameters: Parameter[] = []
+  const example = route.example
   const declared = route.params
-    ? objectProperties(convert(route.params, REQUEST_CONVERSION, `${operationId}_params`, components))
+    ? objectProperties(convert(route.params, PARAMETER_CONVERSION, `${name}_params`, components))
     : undefined
-  for (const name of pathParamNames(route.path)) {
-    const schema = declared?.properties.find(([key]) => key === name)?.[1] ?? { type: 'string' }
-    parameters.push({ name, in: 'path', required: true, schema })
+  for (const param of pathParamNames(route.path)) {
+    const schema = declared?.properties.find(([key]) => key === param)?.[1] ?? { type: 'string' }
+    parameters.push(
+      withExample({ name: param, in: 'path', required: true, schema }, example?.params?.[param]),
+    )
   }
   if (route.query) {
-    const query = objectProperties(
-      convert(route.query, REQUEST_CONVERSION, `${operationId}_query`, components),
-    )
-    for (const [name, schema] of query.properties) {
-      parameters.push({ name, in: 'query', required: query.required.has(name), schema })
+    const query = objectProperties(convert(route.query, PARAMETER_CONVERSION, `${name}_query`, components))
+    for (const [param, schema] of query.properties) {
+      parameters.push(
+        withExample(
+          { name: param, in: 'query', required: query.required.has(param), schema },
+          example?.query?.[param],
+        ),
+      )
     }
   }
   if (route.idempotent) {
@@ -183,10 +233,18 @@ function parametersOf(route: RouteDef, operationId: string, components: Record<s
       description:
         'Makes a retry safe: within 24 hours the same key from the same user on the same path with the same body replays the first response (with `Idempotent-Replayed: true`) and does nothing else.',
       schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[\\x20-\\x7E]+$' },
+      example: exampleIdempotencyKey(name),
     })
   }
   return parameters
 }
+
+const withExample = (parameter: Parameter, example: unknown): Parameter =>
+  example === undefined ? parameter : { ...parameter, example }
+
+/** Own-user routes (`/v1/users/{userId}/...`) allow the user themselves or an admin. */
+export const isSelfOrAdmin = (route: RouteDef) =>
+  route.access !== 'public' && route.path.startsWith('/v1/users/:')
 
 /**
  * The codes a route can answer with: its own list plus what the shared middleware adds around it
@@ -196,7 +254,7 @@ export function errorCodesOf(route: RouteDef): ErrorCode[] {
   const codes = new Set<ErrorCode>()
   if (route.params || route.query || route.body || route.idempotent) codes.add('VALIDATION_FAILED')
   if (route.access !== 'public') codes.add('UNAUTHENTICATED')
-  if (route.access === 'admin' || route.path.startsWith('/v1/users/:')) codes.add('FORBIDDEN')
+  if (route.access === 'admin' || isSelfOrAdmin(route)) codes.add('FORBIDDEN')
   for (const code of route.errors) codes.add(code)
   if (route.idempotent) {
     codes.add('IDEMPOTENCY_KEY_IN_USE')
@@ -236,48 +294,55 @@ function errorResponses(codes: ErrorCode[]): Record<string, ResponseObject> {
   return responses
 }
 
-function operationOf(route: RouteDef, components: Record<string, JsonSchema>): Operation {
-  const operationId = operationIdOf(route)
-  const access =
-    route.access === 'public'
-      ? 'Public: no token needed.'
-      : route.access === 'admin'
-        ? 'Needs a bearer token with role `admin`.'
-        : 'Needs a bearer token.'
+function accessOf(route: RouteDef): string {
+  if (route.access === 'public') return 'Public: no token needed.'
+  if (route.access === 'admin') return 'Needs a bearer token with role `admin`.'
+  if (isSelfOrAdmin(route))
+    return 'Needs a bearer token of this user (`sub` = `userId`) or with role `admin`.'
+  return 'Needs a bearer token.'
+}
+
+const withMediaExample = (content: MediaContent, example: unknown): MediaContent =>
+  example === undefined
+    ? content
+    : Object.fromEntries(Object.entries(content).map(([type, media]) => [type, { ...media, example }]))
+
+function operationOf(documented: DocumentedRoute, components: Record<string, JsonSchema>): Operation {
+  const { name, route } = documented
   const operation: Operation = {
-    operationId,
+    operationId: name,
     summary: route.summary,
-    description: access,
+    description: accessOf(route),
     tags: [route.tag],
     'x-access': route.access,
-    parameters: parametersOf(route, operationId, components),
+    // Explicit on every operation, `[]` on public ones: a generator or linter then never has to guess.
+    security: route.access === 'public' ? [] : [{ [SECURITY_SCHEME]: [] }],
+    parameters: parametersOf(documented, components),
     responses: {
       [String(route.response.status)]: {
         description: route.response.description,
         headers: { 'X-Request-Id': REQUEST_ID_HEADER },
-        content: {
-          'application/json': {
-            schema: convert(
-              route.response.schema,
-              RESPONSE_CONVERSION,
-              `${operationId}_response`,
-              components,
-            ),
+        content: withMediaExample(
+          {
+            'application/json': {
+              schema: convert(route.response.schema, RESPONSE_CONVERSION, `${name}_response`, components),
+            },
           },
-        },
+          route.example?.response,
+        ),
       },
       ...errorResponses(errorCodesOf(route)),
     },
   }
-  if (route.access !== 'public') operation.security = [{ [SECURITY_SCHEME]: [] }]
   if (route.body) {
     operation.requestBody = {
       required: true,
-      content: {
-        'application/json': {
-          schema: convert(route.body, REQUEST_CONVERSION, `${operationId}_body`, components),
+      content: withMediaExample(
+        {
+          'application/json': { schema: convert(route.body, REQUEST_CONVERSION, `${name}_body`, components) },
         },
-      },
+        route.example?.body,
+      ),
     }
   }
   return operation
@@ -303,8 +368,8 @@ const problemDetailsSchema = (): JsonSchema => ({
   },
 })
 
-/** The OpenAPI 3.1 document of the given routes, converted from the valibot schemas that validate them. */
-export function buildOpenApiDocument(routes: readonly RouteDef[]): OpenApiDocument {
+/** The OpenAPI 3.1 document of the given functions, converted from the valibot schemas that validate them. */
+export function buildOpenApiDocument(functions: readonly DocumentedRoute[]): OpenApiDocument {
   const schemas: Record<string, JsonSchema> = {
     ProblemDetails: problemDetailsSchema(),
     FieldIssue: {
@@ -317,10 +382,15 @@ export function buildOpenApiDocument(routes: readonly RouteDef[]): OpenApiDocume
     },
   }
   const paths: OpenApiDocument['paths'] = {}
-  for (const route of routes) {
-    const path = toOpenApiPath(route.path)
-    paths[path] = { ...paths[path], [route.method.toLowerCase()]: operationOf(route, schemas) }
+  for (const fn of functions) {
+    const path = toOpenApiPath(fn.route.path)
+    paths[path] = { ...paths[path], [fn.route.method.toLowerCase()]: operationOf(fn, schemas) }
   }
+  const used = new Set(functions.map((fn) => fn.route.tag))
+  // A tag missing from TAGS is still listed (after the known ones), so its routes stay reachable;
+  // the lint test then fails on its missing description.
+  const known = TAGS.filter((tag) => used.has(tag.name))
+  const unknown = [...used].filter((name) => !TAGS.some((tag) => tag.name === name)).sort()
   return {
     openapi: '3.1.0',
     info: {
@@ -328,8 +398,11 @@ export function buildOpenApiDocument(routes: readonly RouteDef[]): OpenApiDocume
       version: '1.0.0',
       description:
         'Products, coupons, balances and orders. Errors are RFC 9457 problem JSON; see /docs for every error code.',
+      license: { name: 'MIT', identifier: 'MIT' },
     },
-    tags: [...new Set(routes.map((route) => route.tag))].sort().map((name) => ({ name })),
+    // Relative: the document is served by the service it describes, behind whatever host that is.
+    servers: [{ url: '/', description: 'The host that serves this document' }],
+    tags: [...known, ...unknown.map((name) => ({ name }))],
     paths,
     components: {
       schemas,
@@ -346,197 +419,4 @@ export function buildOpenApiDocument(routes: readonly RouteDef[]): OpenApiDocume
       },
     },
   }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The /docs page: rendered on the server from the same document, so it needs no script and no CDN.
-
-const escapeHtml = (text: string) =>
-  text.replace(
-    /[&<>"']/g,
-    (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch] as string,
-  )
-
-/** Inline code spans from `backticks`, and nothing else: descriptions are ours, but escaped anyway. */
-const prose = (text: string) => escapeHtml(text).replace(/`([^`]+)`/g, '<code>$1</code>')
-
-const range = (low: number | undefined, high: number | undefined, unit = '') => {
-  if (low !== undefined && high !== undefined)
-    return low === high ? `${low}${unit}` : `${low}..${high}${unit}`
-  if (low !== undefined) return `≥ ${low}${unit}`
-  if (high !== undefined) return `≤ ${high}${unit}`
-  return undefined
-}
-
-/** A one-line reading of a JSON Schema: "integer 1..100", "string, 1..200 characters, default 20". */
-function describeSchema(schema: JsonSchema): string {
-  if (schema.$ref) return schema.$ref.split('/').at(-1) ?? schema.$ref
-  const variants = schema.anyOf ?? schema.oneOf
-  if (variants) {
-    return variants
-      .map((item) => (typeof item === 'object' ? describeSchema(item) : String(item)))
-      .join(' or ')
-  }
-  const parts: string[] = []
-  if (schema.enum) parts.push(`one of ${schema.enum.map((value) => JSON.stringify(value)).join(', ')}`)
-  else if (schema.const !== undefined) parts.push(`exactly ${JSON.stringify(schema.const)}`)
-  else if (schema.type === 'array' && typeof schema.items === 'object' && !Array.isArray(schema.items)) {
-    parts.push(`array of ${schema.items.type === 'object' ? 'objects' : describeSchema(schema.items)}`)
-  } else parts.push(Array.isArray(schema.type) ? schema.type.join(' or ') : (schema.type ?? 'any'))
-  const numbers = range(schema.minimum, schema.maximum)
-  if (numbers) parts.push(numbers)
-  const length = range(schema.minLength, schema.maxLength, ' characters')
-  if (length) parts.push(length)
-  const items = range(schema.minItems, schema.maxItems, ' items')
-  if (items) parts.push(items)
-  if (schema.format) parts.push(schema.format)
-  if (schema.pattern) parts.push(`matching ${schema.pattern}`)
-  if (schema.default !== undefined) parts.push(`default ${JSON.stringify(schema.default)}`)
-  return parts.join(', ')
-}
-
-type FieldRow = { path: string; required: boolean; schema: JsonSchema }
-
-/** Object schemas flattened to dotted rows (`items[].quantity`), which read better than nested JSON. */
-function fieldRows(schema: JsonSchema, prefix = ''): FieldRow[] {
-  const rows: FieldRow[] = []
-  const { properties, required } = objectProperties(schema)
-  for (const [name, property] of properties) {
-    const path = prefix ? `${prefix}.${name}` : name
-    rows.push({ path, required: required.has(name), schema: property })
-    if (property.type === 'object') rows.push(...fieldRows(property, path))
-    const items = property.items
-    if (
-      property.type === 'array' &&
-      typeof items === 'object' &&
-      !Array.isArray(items) &&
-      items.type === 'object'
-    ) {
-      rows.push(...fieldRows(items, `${path}[]`))
-    }
-  }
-  return rows
-}
-
-function schemaHtml(schema: JsonSchema): string {
-  const rows = schema.type === 'object' ? fieldRows(schema) : []
-  if (rows.length === 0) return `<p><code>${escapeHtml(describeSchema(schema))}</code></p>`
-  const closed =
-    schema.additionalProperties === false ? '<p>Fields not listed here are rejected (400).</p>' : ''
-  return `<table><thead><tr><th>field</th><th>required</th><th>type</th></tr></thead><tbody>${rows
-    .map(
-      (row) =>
-        `<tr><td><code>${escapeHtml(row.path)}</code></td><td>${row.required ? 'yes' : 'no'}</td><td>${escapeHtml(
-          describeSchema(row.schema),
-        )}</td></tr>`,
-    )
-    .join('')}</tbody></table>${closed}`
-}
-
-function operationHtml(path: string, method: string, operation: Operation): string {
-  const id = escapeHtml(operation.operationId)
-  const parts = [
-    `<section class="operation" id="${id}">`,
-    `<h3><span class="method">${method.toUpperCase()}</span> <code>${escapeHtml(path)}</code></h3>`,
-    `<p>${prose(operation.summary)}. ${prose(operation.description)}</p>`,
-  ]
-  if (operation.parameters.length > 0) {
-    parts.push(
-      '<h4>Parameters</h4><table><thead><tr><th>name</th><th>in</th><th>required</th><th>type</th></tr></thead><tbody>',
-      ...operation.parameters.map(
-        (p) =>
-          `<tr><td><code>${escapeHtml(p.name)}</code></td><td>${p.in}</td><td>${p.required ? 'yes' : 'no'}</td><td>${escapeHtml(
-            describeSchema(p.schema),
-          )}</td></tr>`,
-      ),
-      '</tbody></table>',
-    )
-  }
-  const body = operation.requestBody?.content['application/json']?.schema
-  if (body) parts.push('<h4>Request body (application/json)</h4>', schemaHtml(body))
-  parts.push('<h4>Responses</h4><dl>')
-  for (const [status, response] of Object.entries(operation.responses)) {
-    const success = response.content?.['application/json']?.schema
-    if (success) {
-      parts.push(`<dt>${status}</dt><dd>${prose(response.description)}${schemaHtml(success)}</dd>`)
-      continue
-    }
-    const problem = response.content?.['application/problem+json']?.schema
-    const codes = (problem?.allOf?.[1] as JsonSchema | undefined)?.properties?.code
-    const list = typeof codes === 'object' ? ((codes.enum ?? []) as string[]) : []
-    parts.push(
-      `<dt>${status}</dt><dd>${list
-        .map((code) => `<a href="#error-${escapeHtml(code)}"><code>${escapeHtml(code)}</code></a>`)
-        .join(', ')}</dd>`,
-    )
-  }
-  parts.push('</dl></section>')
-  return parts.join('\n')
-}
-
-const STYLE = `body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-code{font:13px ui-monospace,monospace;background:#f3f3f3;padding:0 .2em}table{border-collapse:collapse;margin:.5rem 0}
-th,td{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}
-.operation{border-top:1px solid #ccc;padding-top:.5rem}.method{font-weight:bold;color:#05a}dt{font-weight:bold}`
-
-/** A plain HTML reference of the document, with an `error-<CODE>` anchor for every problem `type` URI. */
-export function renderDocsHtml(document: OpenApiDocument): string {
-  const sections: string[] = []
-  for (const tag of document.tags) {
-    const operations = Object.entries(document.paths).flatMap(([path, methods]) =>
-      Object.entries(methods)
-        .filter(([, operation]) => operation.tags.includes(tag.name))
-        .map(([method, operation]) => operationHtml(path, method, operation)),
-    )
-    sections.push(`<h2 id="tag-${escapeHtml(tag.name)}">${escapeHtml(tag.name)}</h2>`, ...operations)
-  }
-  const errors = ALL_CODES.map((code) => {
-    const { status, title } = ERROR_CODES[code]
-    // The same string problem JSON carries in `type`, so a client can follow it here.
-    const anchor = problemType(code).split('#')[1] as string
-    return `<tr id="${escapeHtml(anchor)}"><td><code>${code}</code></td><td>${status}</td><td>${escapeHtml(
-      title,
-    )}</td><td>${prose(ERROR_MEANINGS[code])}</td></tr>`
-  })
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(document.info.title)}: API reference</title>
-<style>${STYLE}</style>
-</head>
-<body>
-<h1>${escapeHtml(document.info.title)}</h1>
-<p>${prose(document.info.description)} Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI ${document.openapi}).</p>
-<p>Authenticated routes take <code>Authorization: Bearer &lt;JWT&gt;</code> (HS256; claims <code>sub</code>, <code>role</code>, <code>exp</code>).
-Every response carries <code>X-Request-Id</code>. Request bodies are JSON (<code>Content-Type: application/json</code>), at most 64 KiB.</p>
-${sections.join('\n')}
-<h2 id="errors">Errors</h2>
-<p>Every error is <code>application/problem+json</code> with <code>type</code>, <code>title</code>, <code>status</code>, <code>code</code>, <code>detail</code>, <code>instance</code>, <code>requestId</code> and, for validation failures, <code>errors: [{ path, message }]</code>. Branch on <code>code</code>.</p>
-<table><thead><tr><th>code</th><th>status</th><th>title</th><th>meaning</th></tr></thead><tbody>
-${errors.join('\n')}
-</tbody></table>
-</body>
-</html>
-`
-}
-
-/**
- * `GET /openapi.json` and `GET /docs` for the routes this process serves. Both are built once: the
- * routes are fixed for the life of the process.
- */
-export function createDocsApp(routes: readonly RouteDef[]): Hono<AppEnv> {
-  const document = buildOpenApiDocument(routes)
-  const json = JSON.stringify(document)
-  const html = renderDocsHtml(document)
-  const app = new Hono<AppEnv>()
-  app.get('/openapi.json', (c) => c.body(json, 200, { 'Content-Type': 'application/json; charset=utf-8' }))
-  app.get('/docs', (c) =>
-    c.html(html, 200, {
-      // Proof of "no external scripts": the page could not load one even if it tried.
-      'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'",
-    }),
-  )
-  return app
 }

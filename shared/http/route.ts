@@ -33,6 +33,19 @@ export type RouteDef = {
   response: { status: 200 | 201; description: string; schema: Schema }
   /** The problem codes this route can answer with, beyond the ones every route has. */
   errors: readonly ErrorCode[]
+  /** A request that succeeds and its response: OpenAPI examples and the docs page's curl and try-it. */
+  example?: RouteExample
+}
+
+/**
+ * Parameters are given as the values a client sends (`productId: 1`), bodies as sent and received.
+ * Tests parse each part with the route's own schemas, so an example cannot drift from what is accepted.
+ */
+export type RouteExample = {
+  params?: Record<string, string | number>
+  query?: Record<string, string | number>
+  body?: unknown
+  response: unknown
 }
 
 export const defineRoute = <const R extends RouteDef>(route: R): R => route

@@ -1,11 +1,20 @@
 import * as v from 'valibot'
 
-/** A decimal positive integer up to 2^53 - 1, as a path or query string (docs/api.md: `0`, `1e3`, `1.5` are 400). */
+/**
+ * A decimal positive integer up to 2^53 - 1, as a path or query string (docs/api.md: `0`, `1e3`, `1.5` are 400).
+ * The `v.number()` after the transform is the value a client sends, which is what OpenAPI documents a
+ * parameter by (`type: integer`), so typed clients take `userId: 7`; it never fails after the regex.
+ */
 export const IdString = v.pipe(
   v.string(),
   v.regex(/^[1-9][0-9]{0,15}$/, 'must be a positive decimal integer'),
   v.transform(Number),
+  v.number(),
+  v.integer(),
+  v.minValue(1),
   v.maxValue(Number.MAX_SAFE_INTEGER, 'must be at most 9007199254740991'),
+  v.metadata({ format: 'int64' }),
+  v.description('A positive decimal integer without sign, leading zeros, fraction or exponent'),
 )
 
 export const idParams = <K extends string>(name: K) =>
@@ -33,12 +42,17 @@ export const PageQuery = {
       v.string(),
       v.regex(/^[0-9]{1,3}$/, 'must be a whole number from 1 to 100'),
       v.transform(Number),
+      v.number(),
+      v.integer(),
       v.minValue(1),
       v.maxValue(100),
+      v.description('How many items to return'),
     ),
     '20',
   ),
-  cursor: v.optional(CursorString),
+  cursor: v.optional(
+    v.pipe(CursorString, v.description('The `nextCursor` of the previous page; absent for the first page')),
+  ),
 }
 
 export const pageQuery = v.strictObject(PageQuery)

@@ -23,7 +23,10 @@ export async function serveFunction(name: string, route: RouteDef, create: (deps
   try {
     const config = loadConfig()
     const deps = await buildDeps(config, name)
-    const server = await listen(createServiceApp(deps, [create(deps)], { routes: [route] }), config.port)
+    const server = await listen(
+      createServiceApp(deps, [create(deps)], { routes: [{ name, route }] }),
+      config.port,
+    )
     onShutdown({ logger: deps.logger, lifecycle: deps.lifecycle, steps: [server.close, deps.close] })
     deps.logger.info('listening', {
       function: name,

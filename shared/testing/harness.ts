@@ -23,17 +23,17 @@ export const createTestDeps = (overrides: Record<string, string> = {}): Promise<
 type AppFactory = (deps: Deps) => Hono<AppEnv>
 
 /**
- * The service app around the given functions. A `{ route, create }` entry (what discoverFunctions
- * returns) is also documented at /openapi.json and /docs; a bare factory is only served.
+ * The service app around the given functions. A `{ name, route, create }` entry (what
+ * discoverFunctions returns) is also documented at /openapi.json and /docs; a bare factory is only served.
  */
 export const createTestApp = (
   deps: Deps,
-  functions: Array<AppFactory | { route: RouteDef; create: AppFactory }>,
+  functions: Array<AppFactory | { name: string; route: RouteDef; create: AppFactory }>,
 ) =>
   createServiceApp(
     deps,
     functions.map((fn) => (typeof fn === 'function' ? fn(deps) : fn.create(deps))),
-    { routes: functions.flatMap((fn) => (typeof fn === 'function' ? [] : [fn.route])) },
+    { routes: functions.flatMap((fn) => (typeof fn === 'function' ? [] : [fn])) },
   )
 
 /**
