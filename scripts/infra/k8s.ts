@@ -141,6 +141,9 @@ const labelsFor = (name: string, component: string) => ({
 
 const selectorFor = (name: string) => ({ 'app.kubernetes.io/name': name })
 
+/** The namespace and settings: CD applies these, then the migrate CronJob, before anything else. */
+const CONFIG_LABELS = { 'app.kubernetes.io/component': 'config', 'app.kubernetes.io/part-of': 'commerce' }
+
 /** The settings every function and worker reads, by where their values live. */
 const CONFIG_KEYS = {
   configMap: {
@@ -678,7 +681,7 @@ export function renderKubernetes(model: K8sModel): Record<string, string> {
     {
       apiVersion: 'v1',
       kind: 'Namespace',
-      metadata: { name: NAMESPACE, labels: { 'app.kubernetes.io/part-of': 'commerce' } },
+      metadata: { name: NAMESPACE, labels: CONFIG_LABELS },
     },
   ])
   files[`${base}/config.yaml`] = yamlFile(
@@ -686,7 +689,7 @@ export function renderKubernetes(model: K8sModel): Record<string, string> {
       {
         apiVersion: 'v1',
         kind: 'ConfigMap',
-        metadata: { name: CONFIG_MAP, labels: { 'app.kubernetes.io/part-of': 'commerce' } },
+        metadata: { name: CONFIG_MAP, labels: CONFIG_LABELS },
         data: CONFIG_KEYS.configMap,
       },
     ],
