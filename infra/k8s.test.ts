@@ -504,3 +504,26 @@ describe('backups and migrations', () => {
     expect(named(baseManifests, 'CronJob', 'migrate').spec?.suspend).toBe(true)
   })
 })
+
+describe('docs/scaling.md', () => {
+  it("lists every unit with the plan's replicas and MySQL connections", async () => {
+    const doc = await readFile(join(ROOT, 'docs', 'scaling.md'), 'utf8')
+    const rows = [
+      ...doc.matchAll(/^\| `([\w-]+)` \| (function|worker) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$/gm),
+    ].map((m) => m.slice(1).map((cell, i) => (i < 2 ? cell : Number(cell))))
+    expect(rows).toEqual(
+      plan.map((u) => [
+        u.name,
+        u.component,
+        u.production.minReplicas,
+        u.production.maxReplicas,
+        u.production.minReplicas * u.pools.mysqlPrimary,
+        u.production.maxReplicas * u.pools.mysqlPrimary,
+      ]),
+    )
+    const total = (pick: (u: UnitPlan) => number) =>
+      plan.reduce((sum, u) => sum + pick(u), 0).toLocaleString('en-US')
+    const all = `| **all** | | **${total((u) => u.production.minReplicas)}** | **${total((u) => u.production.maxReplicas)}** | **${total((u) => u.production.minReplicas * u.pools.mysqlPrimary)}** | **${total((u) => u.production.maxReplicas * u.pools.mysqlPrimary)}** |`
+    expect(doc).toContain(all)
+  })
+})

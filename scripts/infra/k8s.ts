@@ -14,7 +14,7 @@ import { SHUTDOWN_DEADLINE_MS } from '../../shared/runtime/server'
 
 /** What the generator needs to know about the functions/ folder (gen-infra's model has this shape). */
 export type K8sModel = {
-  functions: Array<{ name: string; route: { method: string; path: string } }>
+  functions: Array<{ name: string; route: { method: string; path: string; access?: string } }>
   workers: string[]
 }
 
@@ -68,6 +68,8 @@ export const SCALING_OVERRIDES: Record<string, Partial<Scaling>> = {
   'outbox-relay': { minReplicas: 1, maxReplicas: 4 },
   'stats-consumer': { minReplicas: 1, maxReplicas: 6 },
 }
+/** Admin routes serve a few operators: one pod (a drain briefly pauses them), a second under load. */
+export const ADMIN_SCALING: Scaling = { minReplicas: 1, maxReplicas: 2, cpuTargetPercent: 70 }
 /** The single-node overlay: one pod each, a second only under load. */
 export const SMALL_SCALING: Scaling = { minReplicas: 1, maxReplicas: 2, cpuTargetPercent: 70 }
 
@@ -102,16 +104,20 @@ export type UnitPlan = {
 
 /** Every deployable unit with its replica bounds and pool sizes: the inputs of a connection budget. */
 export function deploymentPlan(model: K8sModel): UnitPlan[] {
-  const units: Array<[string, Component]> = [
-    ...model.functions.map((fn): [string, Component] => [fn.name, 'function']),
-    ...model.workers.map((name): [string, Component] => [name, 'worker']),
+  const units: Array<[string, Component, Scaling]> = [
+    ...model.functions.map((fn): [string, Component, Scaling] => [
+      fn.name,
+      'function',
+      fn.route.access === 'admin' ? ADMIN_SCALING : DEFAULT_SCALING,
+    ]),
+    ...model.workers.map((name): [string, Component, Scaling] => [name, 'worker', DEFAULT_SCALING]),
   ]
   return units
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, component]) => ({
+    .map(([name, component, scaling]) => ({
       name,
       component,
-      production: { ...DEFAULT_SCALING, ...SCALING_OVERRIDES[name] },
+      production: { ...scaling, ...SCALING_OVERRIDES[name] },
       small: SMALL_SCALING,
       pools: { mysqlPrimary: DEFAULT_CONNECTION_LIMIT, mysqlReplica: DEFAULT_CONNECTION_LIMIT },
     }))
