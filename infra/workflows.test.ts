@@ -125,6 +125,7 @@ describe('.github/workflows/deploy.yml', () => {
   it('migrates before it rolls the production overlay and waits for every rollout', () => {
     const job = deploy.jobs.deploy as Job
     expect(job.needs).toEqual(['plan', 'images', 'support-images'])
+    expect(job.if).toContain("needs.plan.result == 'success'")
     const script = runs(job).join('\n')
     expect(script).toContain('resources: [infra/k8s/overlays/production]')
     expect(existsSync(join(ROOT, 'infra', 'k8s', 'overlays', 'production', 'kustomization.yaml'))).toBe(true)

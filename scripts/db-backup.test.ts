@@ -7,9 +7,11 @@ import { promisify } from 'node:util'
 import type { Hono } from 'hono'
 import mysql from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
 import createBalanceChargeApp from '../functions/balance-charge/handler'
 import createOrderCancelApp from '../functions/order-cancel/handler'
 import createOrderCreateApp from '../functions/order-create/handler'
+import { ENV_VARS } from '../shared/config'
 import { createDatabase } from '../shared/db/client'
 import type { AppEnv } from '../shared/http/context'
 import { checkInvariants } from '../shared/invariants/check'
@@ -28,6 +30,7 @@ import {
 } from '../shared/testing/harness'
 import { type OwnMariaDb, ownMariaDbUnavailable, startOwnMariaDb } from '../shared/testing/own-mariadb'
 import { pruneBackups, stampOf, untilNext } from './db-backup'
+import { BACKUP_KEEP_DAYS } from './infra/k8s'
 import { MANIFEST_FILE } from './lib/backup-format'
 
 /**
@@ -359,6 +362,39 @@ describe.skipIf(SKIP !== '')(`db:backup and db:restore with point-in-time recove
     const used = await cli('db-backup', ['--out', dir], sourceUrl)
     expect(used.code).toBe(1)
     expect(used.stderr).toContain('is not empty')
+  })
+})
+
+describe('the compose backup service', () => {
+  it('runs the backup image daily with retention, reading only DATABASE_URL, after MySQL is healthy', async () => {
+    type Service = {
+      build?: { target?: string }
+      command?: string[]
+      environment?: Record<string, string>
+      volumes?: string[]
+      depends_on?: Record<string, { condition: string }>
+    }
+    const compose = parse(await readFile(join(ROOT, 'docker-compose.yml'), 'utf8')) as {
+      services: Record<string, Service>
+      volumes: Record<string, unknown>
+    }
+    const service = compose.services['db-backup']
+    expect(service?.build?.target).toBe('backup')
+    expect(await readFile(join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/^FROM \S+ AS backup$/m)
+    expect(service?.command).toEqual([
+      '--root',
+      '/backups',
+      '--keep-days',
+      String(BACKUP_KEEP_DAYS),
+      '--daily-at',
+      '03:30',
+    ])
+    expect(Object.keys(service?.environment ?? {})).toEqual(['DATABASE_URL'])
+    expect(ENV_VARS).toContain('DATABASE_URL')
+    expect(service?.environment?.DATABASE_URL).toContain('@mysql-primary:3306/commerce')
+    expect(service?.depends_on).toEqual({ 'mysql-primary': { condition: 'service_healthy' } })
+    expect(service?.volumes).toEqual(['db-backups:/backups'])
+    expect(compose.volumes).toHaveProperty('db-backups')
   })
 })
 
