@@ -6,6 +6,8 @@ import { MAX_BODY_BYTES } from '../shared/http/app'
 import { problemType } from '../shared/http/problem'
 import type { RouteDef } from '../shared/http/route'
 import { byRouteSpecificity, entryNames, FUNCTIONS_DIR, functionNames } from '../shared/runtime/discover'
+import { BACKUP_COMPOSE_SERVICE, BACKUP_COMPOSE_VOLUME } from './infra/backup-compose'
+import { renderKubernetes } from './infra/k8s'
 
 /**
  * `npm run gen:infra [-- --check]`: writes the deployment files that list functions (nginx routes and
@@ -579,6 +581,7 @@ ${entries
       prometheus:
         condition: service_healthy
 
+${BACKUP_COMPOSE_SERVICE}
 volumes:
   mysql-primary-data:
   mysql-replica-data:
@@ -586,6 +589,7 @@ volumes:
   rabbitmq-data:
   prometheus-data:
   grafana-data:
+${BACKUP_COMPOSE_VOLUME}
 `
 }
 
@@ -599,6 +603,7 @@ export async function renderInfra(dir: URL = FUNCTIONS_DIR): Promise<Record<stri
     'infra/nginx/single.conf': renderSingleNginx(),
     'infra/prometheus/prometheus.yml': renderPrometheus(model),
     'docker-compose.yml': renderCompose(model),
+    ...renderKubernetes(model),
   }
 }
 

@@ -45,12 +45,18 @@ function createPool(url: string, connectionLimit: number): mysql.Pool {
   return pool
 }
 
+/**
+ * Connections per pool (each process has one to the primary and, with DATABASE_REPLICA_URL, one to the
+ * replica). Exported for the deployment's connection budget (scripts/infra/k8s.ts).
+ */
+export const DEFAULT_CONNECTION_LIMIT = 20
+
 export function createDatabase(options: {
   url: string
   replicaUrl?: string | undefined
   connectionLimit?: number
 }): Database {
-  const limit = options.connectionLimit ?? 20
+  const limit = options.connectionLimit ?? DEFAULT_CONNECTION_LIMIT
   const primaryPool = createPool(options.url, limit)
   const replicaPool = options.replicaUrl ? createPool(options.replicaUrl, limit) : undefined
   const db = drizzle({ client: primaryPool, schema, mode: 'default' })
