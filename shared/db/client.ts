@@ -76,7 +76,9 @@ export function createDatabase(options: {
   )
   const idleTimeout = options.idleTimeoutMs ?? POOL_IDLE_TIMEOUT_MS
   const primaryPool = createPool(options.url, limit, idleTimeout)
-  const replicaPool = options.replicaUrl ? createPool(options.replicaUrl, replicaLimit, idleTimeout) : undefined
+  const replicaPool = options.replicaUrl
+    ? createPool(options.replicaUrl, replicaLimit, idleTimeout)
+    : undefined
   const db = drizzle({ client: primaryPool, schema, mode: 'default' })
   const dbRead = replicaPool ? drizzle({ client: replicaPool, schema, mode: 'default' }) : db
   const pools = replicaPool ? [primaryPool, replicaPool] : [primaryPool]
