@@ -360,10 +360,10 @@ describe.skipIf(SKIP)(`the local cluster (npm run cluster)${SKIPPED}`, () => {
 
   it('loses no request when one order-create instance gets SIGTERM under load', async () => {
     const victim = instance('order-create#1')
-    const { results, violations } = await orderLoad(300, (done) => {
-      if (done === 100) process.kill(victim.pid, 'SIGTERM')
+    const { results, violations } = await orderLoad(200, (done) => {
+      if (done === 60) process.kill(victim.pid, 'SIGTERM')
     })
-    expect(tally(results)).toEqual({ 201: 300 })
+    expect(tally(results)).toEqual({ 201: 200 })
     expect(violations).toEqual([])
     await waitUntil('the terminated instance to exit', () => !isAlive(victim.pid))
   })
@@ -371,11 +371,11 @@ describe.skipIf(SKIP)(`the local cluster (npm run cluster)${SKIPPED}`, () => {
   it('loses no request in a rolling restart of order-create under load', async () => {
     // Also brings back the instance terminated above.
     let restart: Promise<void> | undefined
-    const { results, violations } = await orderLoad(300, (done) => {
-      if (done === 30) restart = rollingRestart(stateDir, ['order-create'])
+    const { results, violations } = await orderLoad(200, (done) => {
+      if (done === 20) restart = rollingRestart(stateDir, ['order-create'])
     })
     await restart
-    expect(tally(results)).toEqual({ 201: 300 })
+    expect(tally(results)).toEqual({ 201: 200 })
     expect(violations).toEqual([])
     const instances = readState(stateDir)?.processes.filter((p) => p.entry === 'order-create') ?? []
     expect(instances.map((p) => isAlive(p.pid))).toEqual([true, true])
@@ -386,25 +386,25 @@ describe.skipIf(SKIP)(`the local cluster (npm run cluster)${SKIPPED}`, () => {
     const victim = instance('product-get#1')
     const concurrency = 8
     const results = await load(
-      600,
+      400,
       concurrency,
       () => call('GET', `/v1/products/${productId}`),
       (done) => {
-        if (done === 200) process.kill(victim.pid, 'SIGKILL')
+        if (done === 100) process.kill(victim.pid, 'SIGKILL')
       },
     )
     // Only requests in flight on the killed instance may fail; nginx sends the rest to the other one.
     const failed = results.filter((r) => r.status !== 200)
     expect(failed.length).toBeLessThanOrEqual(concurrency)
-    const last = [...results].sort((a, b) => a.at - b.at).slice(-300)
-    expect(tally(last)).toEqual({ 200: 300 })
+    const last = [...results].sort((a, b) => a.at - b.at).slice(-200)
+    expect(tally(last)).toEqual({ 200: 200 })
     await rollingRestart(stateDir, ['product-get'])
   })
 
   it('leaves no order half-done when an order-create instance is killed mid-load', async () => {
     const victim = instance('order-create#2')
-    const { results, violations } = await orderLoad(300, (done) => {
-      if (done === 100) process.kill(victim.pid, 'SIGKILL')
+    const { results, violations } = await orderLoad(200, (done) => {
+      if (done === 60) process.kill(victim.pid, 'SIGKILL')
     })
     const failed = results.filter((r) => r.status !== 201)
     console.log(`order load with SIGKILL: ${JSON.stringify(tally(results))}`)
@@ -426,7 +426,7 @@ describe.skipIf(SKIP)(`the local cluster (npm run cluster)${SKIPPED}`, () => {
     const issues = load(60, 16, (i) =>
       call('POST', `/v1/coupons/${couponId}/issue`, { token: users[i]?.token, key: randomUUID() }),
     )
-    const orders = load(240, 16, (i) =>
+    const orders = load(160, 16, (i) =>
       call('POST', '/v1/orders', {
         token: users[i % users.length]?.token,
         key: randomUUID(),
@@ -438,7 +438,7 @@ describe.skipIf(SKIP)(`the local cluster (npm run cluster)${SKIPPED}`, () => {
         },
       }),
     )
-    const adjustments = load(60, 8, (i) =>
+    const adjustments = load(40, 8, (i) =>
       call('PATCH', `/v1/admin/products/${products[i % 3]}`, {
         token: admin,
         body: { stockAdjustment: i % 2 === 0 ? 7 : -3 },
@@ -446,8 +446,8 @@ describe.skipIf(SKIP)(`the local cluster (npm run cluster)${SKIPPED}`, () => {
     )
     const [issued, ordered, adjusted] = await Promise.all([issues, orders, adjustments])
     expect(tally(issued)).toEqual({ 201: 40, 409: 20 })
-    expect(tally(ordered)).toEqual({ 201: 240 })
-    expect(tally(adjusted)).toEqual({ 200: 60 })
+    expect(tally(ordered)).toEqual({ 201: 160 })
+    expect(tally(adjusted)).toEqual({ 200: 40 })
     const violations = await checkInvariants(database.db, {
       productIds: products,
       userIds: users.map((u) => u.id),
