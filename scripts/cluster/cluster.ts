@@ -99,7 +99,7 @@ export type StartOptions = {
   vhost: string
   /** Application variables for every function (the cluster sets the connection ones itself). */
   appEnv?: Record<string, string>
-  /** Used instead of a generated secret (and then not written to the state folder). */
+  /** Used instead of a generated secret. */
   jwtSecret?: string
   say?: (line: string) => void
 }
@@ -151,22 +151,24 @@ function writeState(state: ClusterState) {
 export const runningProcesses = (stateDir: string) =>
   (readState(stateDir)?.processes ?? []).filter((p) => isOurs(p))
 
+/**
+ * The cluster's MySQL passwords (generated once) and its JWT secret (JWT_SECRET when given, else
+ * generated once), in files of the state folder that only their owner can read: restarts need them, and
+ * `npm run token` needs the JWT secret to sign for this cluster.
+ */
 function loadOrCreateSecrets(stateDir: string, jwtSecret: string | undefined): Secrets {
   const file = join(stateDir, 'secrets.json')
-  const stored = existsSync(file)
-    ? (JSON.parse(readFileSync(file, 'utf8')) as Partial<Secrets>)
-    : ({} satisfies Partial<Secrets>)
+  const jwtFile = join(stateDir, 'jwt-secret')
+  const stored = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Partial<DatabaseSecrets>) : {}
   const secret = () => randomBytes(24).toString('base64url')
-  const secrets: Secrets = {
+  const database: DatabaseSecrets = {
     appPassword: stored.appPassword ?? secret(),
     replicationPassword: stored.replicationPassword ?? secret(),
-    jwtSecret: jwtSecret ?? stored.jwtSecret ?? secret(),
   }
-  const toStore = jwtSecret ? { ...secrets, jwtSecret: stored.jwtSecret ?? secret() } : secrets
-  writeFileSync(file, `${JSON.stringify(toStore)}\n`, { mode: 0o600 })
-  // What `npm run token` needs to sign for this cluster, by itself in a file.
-  writeFileSync(join(stateDir, 'jwt-secret'), `${secrets.jwtSecret}\n`, { mode: 0o600 })
-  return secrets
+  writeFileSync(file, `${JSON.stringify(database)}\n`, { mode: 0o600 })
+  const jwt = jwtSecret ?? (existsSync(jwtFile) ? readFileSync(jwtFile, 'utf8').trim() : secret())
+  writeFileSync(jwtFile, `${jwt}\n`, { mode: 0o600 })
+  return { ...database, jwtSecret: jwt }
 }
 
 const mysqlUrl = (password: string, port: number) =>
