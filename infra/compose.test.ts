@@ -6,7 +6,19 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'yaml'
 import packageJson from '../package.json' with { type: 'json' }
-import { FUNCTION_PORT, IMAGE, type InfraModel, loadModel, renderCompose } from '../scripts/gen-infra'
+import { ConnectionBudgetError } from '../scripts/connection-budget'
+import {
+  FUNCTION_PORT,
+  IMAGE,
+  type InfraModel,
+  instancesOf,
+  loadModel,
+  MARIADB_LIMITS,
+  POOLS,
+  renderCompose,
+  renderConnectionsCnf,
+  topologyBudget,
+} from '../scripts/gen-infra'
 import { ENV_VARS } from '../shared/config'
 
 /**
@@ -27,6 +39,8 @@ type Service = {
   volumes?: string[]
   healthcheck?: { test: string[] }
   depends_on?: Record<string, { condition: string }>
+  deploy?: { replicas?: number }
+  profiles?: string[]
 }
 
 let model: InfraModel
@@ -128,15 +142,73 @@ describe('docker-compose.yml', () => {
     })
   })
 
-  it('runs Redis with noeviction (BullMQ requires it) and MySQL with a replica', () => {
-    for (const name of ['redis', 'redis-replica']) {
-      const command = services[name]?.command ?? []
-      expect(command[command.indexOf('--maxmemory-policy') + 1]).toBe('noeviction')
-    }
-    expect(services['redis-replica']?.command).toContain('--replicaof')
+  it('runs one Redis with noeviction (BullMQ requires it), no Redis replica, and MySQL with a replica', async () => {
+    const redisConf = await readFile(join(ROOT, 'infra', 'redis', 'redis.conf'), 'utf8')
+    expect(redisConf).toMatch(/^maxmemory-policy noeviction$/m)
+    expect(services.redis?.command?.[1]).toBe('/usr/local/etc/redis/redis.conf')
+    expect(services.redis?.volumes).toContain('./infra/redis/redis.conf:/usr/local/etc/redis/redis.conf:ro')
+    // Nothing can read caches, locks or coupon state from an asynchronous replica (docs/operations.md).
+    expect(Object.keys(services).filter((name) => name.startsWith('redis'))).toEqual(['redis'])
     expect(services['mysql-replica']?.environment?.MARIADB_MASTER_HOST).toBe('mysql-primary')
-    expect(services.migrate?.environment?.DATABASE_URL).toContain('@mysql-primary:3306/')
-    expect(services.migrate?.environment?.DATABASE_REPLICA_URL).toContain('@mysql-replica:3306/')
+    // Compose's variables: the primary and the replica unless the proxy is chosen (docs/scaling.md).
+    expect(services.migrate?.environment?.DATABASE_URL).toMatch(/@\$\{DATABASE_HOST:-mysql-primary\}:/)
+    expect(services.migrate?.environment?.DATABASE_REPLICA_URL).toMatch(
+      /@\$\{DATABASE_REPLICA_HOST:-mysql-replica\}:/,
+    )
+  })
+
+  it('runs each function at its instance count, with the pools the connection budget counts', () => {
+    const instances = instancesOf(model)
+    for (const name of entries()) {
+      const replicas = services[name]?.deploy?.replicas ?? 1
+      expect({ name, replicas }).toEqual({ name, replicas: instances.get(name) })
+      expect(services[name]?.environment).toMatchObject({
+        DATABASE_POOL_SIZE: String(POOLS.poolSize),
+        DATABASE_REPLICA_POOL_SIZE: String(POOLS.replicaPoolSize),
+      })
+    }
+  })
+
+  it("gives both MariaDB servers the budget's max_connections (infra/mysql/connections.cnf)", async () => {
+    const cnf = await readFile(join(ROOT, 'infra', 'mysql', 'connections.cnf'), 'utf8')
+    const budget = topologyBudget(model)
+    expect(cnf).toBe(renderConnectionsCnf(budget, 'the instances in docker-compose.yml'))
+    expect(cnf).toContain(`max_connections = ${budget.maxConnections}`)
+    // Every process kind with every pool full fits, with the headroom left over.
+    const processes = entries().reduce((sum, name) => sum + (services[name]?.deploy?.replicas ?? 1), 0)
+    expect(budget.primary).toBe(processes * POOLS.poolSize)
+    expect(budget.maxConnections).toBe(budget.primary + MARIADB_LIMITS.headroom)
+    for (const name of ['mysql-primary', 'mysql-replica']) {
+      expect(services[name]?.volumes).toContain(
+        './infra/mysql/connections.cnf:/etc/mysql/conf.d/connections.cnf:ro',
+      )
+    }
+    expect(await readFile(join(ROOT, 'infra', 'mysql', 'server.cnf'), 'utf8')).not.toMatch(
+      /^max_connections/m,
+    )
+  })
+
+  it('refuses to generate a topology over the connection budget', () => {
+    expect(() => topologyBudget(model, { 'order-create': 80 })).toThrow(ConnectionBudgetError)
+    expect(() => topologyBudget(model, { 'order-create': 80 })).toThrow(/Largest: order-create 80 × 5 = 400/)
+    expect(() => topologyBudget(model, { 'no-such-function': 2 })).toThrow(/no function or worker named/)
+  })
+
+  it('offers the connection proxy as an opt-in profile in front of both servers', async () => {
+    const proxy = services['mysql-proxy']
+    expect(proxy?.profiles).toEqual(['proxy'])
+    expect(proxy?.volumes).toContain('./infra/mysql/proxysql.cnf:/etc/proxysql.cnf.in:ro')
+    const cnf = await readFile(join(ROOT, 'infra', 'mysql', 'proxysql.cnf'), 'utf8')
+    expect(cnf).toContain('address="mysql-primary", port=3306, hostgroup=10')
+    expect(cnf).toContain('address="mysql-replica", port=3306, hostgroup=20')
+    // Passwords are placeholders filled from the environment at start, never committed.
+    expect(cnf).toContain('password="@MYSQL_PASSWORD@"')
+    expect(proxy?.environment?.MYSQL_PASSWORD).toMatch(/^\$\{MYSQL_PASSWORD:-commerce-dev\}$/)
+    // The proxy's backend connections fit in the budget the servers are given.
+    const backends = [...cnf.matchAll(/hostgroup=\d+, max_connections=(\d+)/g)].map(([, n]) => Number(n))
+    expect(Math.max(...backends) + MARIADB_LIMITS.headroom).toBeLessThanOrEqual(
+      topologyBudget(model).maxConnections,
+    )
   })
 
   it("refuses to start without a JWT_SECRET of the operator's own", () => {

@@ -7,9 +7,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
+  DOCS_ROOT_IN_NGINX_IMAGE,
   FUNCTION_PORT,
   type InfraModel,
   loadModel,
+  renderDocs,
   renderNginx,
   renderSingleNginx,
 } from '../scripts/gen-infra'
@@ -76,6 +78,7 @@ function localConfig(conf: string, listenPort: number, prefix: string, portOf: (
     .replace(/server ([A-Za-z0-9.-]+):(\d+) /g, (_, host: string) => `server 127.0.0.1:${portOf(host)} `)
     .replace('http {\n', `http {\n${temp}\n`)
     .replaceAll('/var/log/nginx/', `${join(prefix, 'logs')}/`)
+    .replaceAll(`root ${DOCS_ROOT_IN_NGINX_IMAGE};`, `root ${join(CONF_DIR, 'docs')};`)
 }
 
 type Nginx = { url: string; process: ChildProcess; output: () => string; stop(): Promise<void> }
@@ -197,6 +200,32 @@ describe('infra/nginx/nginx.conf (one container per function)', () => {
       // The original URI, query included, reaches the function unchanged.
       expect(res.echo?.url).toBe(`${path}?limit=5`)
     }
+  })
+
+  it('ships the API reference of every function, as gen:infra renders it (run `npm run gen:infra`)', async () => {
+    const rendered = renderDocs(model)
+    for (const file of ['openapi.json', 'docs.html'] as const) {
+      expect(await readFile(join(CONF_DIR, 'docs', file), 'utf8')).toBe(rendered[file])
+    }
+  })
+
+  it.skipIf(!NGINX)(`serves /docs and /openapi.json for every function itself${SKIP}`, async () => {
+    const openapi = await request(`${nginx.url}/openapi.json`)
+    expect(openapi.status).toBe(200)
+    expect(openapi.headers.get('Content-Type')).toBe('application/json; charset=utf-8')
+    const paths = (openapi.body as { paths: Record<string, Record<string, unknown>> }).paths
+    for (const fn of model.functions) {
+      const path = fn.route.path.replace(/:(\w+)/g, '{$1}')
+      expect(paths[path]?.[fn.route.method.toLowerCase()], `${fn.route.method} ${path}`).toBeDefined()
+    }
+    const docs = await request(`${nginx.url}/docs`)
+    expect(docs.status).toBe(200)
+    expect(docs.headers.get('Content-Type')).toBe('text/html; charset=utf-8')
+    // Every problem's `type` links to an anchor of this page.
+    expect(docs.text).toContain('id="error-VALIDATION_FAILED"')
+    expect(docs.echo).toBeUndefined()
+    const post = await request(`${nginx.url}/docs`, { method: 'POST' })
+    expectProblemShape(post, 405, 'METHOD_NOT_ALLOWED')
   })
 
   it.skipIf(!NGINX)(`lets the function itself reject a malformed id (400, not 404)${SKIP}`, async () => {

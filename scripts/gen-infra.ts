@@ -1,11 +1,15 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { DEFAULT_DATABASE_POOL_SIZE, DEFAULT_DATABASE_REPLICA_POOL_SIZE } from '../shared/config'
 import { ERROR_CODES, type ErrorCode } from '../shared/errors'
 import { MAX_BODY_BYTES } from '../shared/http/app'
+import { renderDocsHtml } from '../shared/http/docs-page'
+import { buildOpenApiDocument } from '../shared/http/openapi'
 import { problemType } from '../shared/http/problem'
 import type { RouteDef } from '../shared/http/route'
 import { byRouteSpecificity, entryNames, FUNCTIONS_DIR, functionNames } from '../shared/runtime/discover'
+import { type BudgetLimits, type ConnectionBudget, connectionBudget } from './connection-budget'
 import { BACKUP_COMPOSE_SERVICE, BACKUP_COMPOSE_VOLUME } from './infra/backup-compose'
 import { renderKubernetes } from './infra/k8s'
 
@@ -21,6 +25,9 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url))
 export const FUNCTION_PORT = 8080
 /** Docker image every function and worker runs from; the function is chosen by the container command. */
 export const IMAGE = 'commerce-functions:latest'
+
+/** Where the compose nginx finds the API reference: infra/nginx/docs, mounted read-only. */
+export const DOCS_ROOT_IN_NGINX_IMAGE = '/usr/share/nginx/docs'
 
 export type HttpEntry = { name: string; route: RouteDef }
 export type InfraModel = { functions: HttpEntry[]; workers: string[] }
@@ -48,6 +55,70 @@ export async function loadModel(dir: URL = FUNCTIONS_DIR): Promise<InfraModel> {
     }),
   )
   return { functions, workers: entries.filter((name) => !http.includes(name)) }
+}
+
+// ------------------------------------------------------------------------------- scale and budget
+
+/**
+ * Instances of each function or worker in Compose and the local cluster (the cluster's `--scale` changes
+ * them for one run); every other one runs once. Scaling one function is changing its number here and
+ * running `npm run gen:infra`, which refuses a topology over the connection budget.
+ */
+export const INSTANCES: Readonly<Record<string, number>> = {
+  'order-create': 2,
+  'product-get': 2,
+  'coupon-issue': 2,
+}
+
+/** What every function and worker process is given (the environment of its container). */
+export const POOLS = {
+  poolSize: DEFAULT_DATABASE_POOL_SIZE,
+  replicaPoolSize: DEFAULT_DATABASE_REPLICA_POOL_SIZE,
+} as const
+
+/**
+ * One MariaDB server of Compose or the local cluster: at most 500 connections (each costs memory and a
+ * thread), 20 of them kept for migrations, replication, operators and exporters.
+ */
+export const MARIADB_LIMITS: BudgetLimits = { ceiling: 500, headroom: 20 }
+
+/** Instances per function and worker, with `overrides` (name → count) over INSTANCES. */
+export function instancesOf(
+  model: InfraModel,
+  overrides: Readonly<Record<string, number>> = {},
+): Map<string, number> {
+  const names = [...model.functions.map((fn) => fn.name), ...model.workers]
+  const wanted = { ...INSTANCES, ...overrides }
+  const unknown = Object.keys(wanted).filter((name) => !names.includes(name))
+  if (unknown.length > 0) throw new Error(`no function or worker named ${unknown.join(', ')} in functions/`)
+  return new Map(names.map((name) => [name, wanted[name] ?? 1]))
+}
+
+/** The connection budget of every function and worker at its instance count, with POOLS each. */
+export function topologyBudget(
+  model: InfraModel,
+  overrides: Readonly<Record<string, number>> = {},
+): ConnectionBudget {
+  const processes = [...instancesOf(model, overrides)].map(([name, instances]) => ({
+    name,
+    instances,
+    ...POOLS,
+  }))
+  return connectionBudget(processes, MARIADB_LIMITS)
+}
+
+/** The MariaDB option file that sets max_connections to the budget (both servers read it). */
+export function renderConnectionsCnf(budget: ConnectionBudget, what: string): string {
+  const processes = budget.rows.reduce((sum, row) => sum + row.instances, 0)
+  return [
+    `# ${GENERATED(what)}`,
+    `# The connection budget (scripts/connection-budget.ts): ${processes} processes with every pool full hold up to`,
+    `# ${budget.primary} connections to the primary and ${budget.replica} to the replica; ${budget.limits.headroom} more are kept for migrations,`,
+    '# replication, operators and exporters. A topology over the ceiling is refused, not generated.',
+    '[mariadbd]',
+    `max_connections = ${budget.maxConnections}`,
+    '',
+  ].join('\n')
 }
 
 const GENERATED = (what: string) =>
@@ -86,7 +157,7 @@ export function pathRegex(path: string): string {
 const isStatic = (path: string) => !path.split('/').some((segment) => segment.startsWith(':'))
 
 /** Lines of the http{} block both configurations share: logging, limits, request ids, proxy headers. */
-function httpPreamble(): string[] {
+function httpPreamble(target: NginxRuntime): string[] {
   const kib = MAX_BODY_BYTES / 1024
   return [
     '# One JSON line per request, with the same request id the function logs.',
@@ -94,8 +165,18 @@ function httpPreamble(): string[] {
     '    \'"method":"$request_method","uri":"$request_uri","status":$status,"bytes":$body_bytes_sent,\'',
     '    \'"seconds":$request_time,"upstream":"$upstream_addr","upstreamStatus":"$upstream_status",\'',
     '    \'"upstreamSeconds":"$upstream_response_time"}\';',
-    "# In the nginx image these two files are links to the container's stdout and stderr.",
-    'access_log /var/log/nginx/access.log json;',
+    ...(target.runDir
+      ? [
+          `access_log ${target.logDir}/access.log json;`,
+          '# Temporary files of this nginx, not the system-wide ones.',
+          ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(
+            (kind) => `${kind}_temp_path ${target.runDir}/${kind};`,
+          ),
+        ]
+      : [
+          "# In the nginx image these two files are links to the container's stdout and stderr.",
+          `access_log ${target.logDir}/access.log json;`,
+        ]),
     '',
     'server_tokens off;',
     'keepalive_timeout 65s;',
@@ -118,9 +199,19 @@ function httpPreamble(): string[] {
 }
 
 /** Lines of the server{} block both configurations share. */
-function serverPreamble(): string[] {
+function serverPreamble(target: NginxRuntime): string[] {
   return [
-    'listen 80 default_server;',
+    ...target.listen.map((listen) => `listen ${listen};`),
+    ...(target.tls
+      ? [
+          "# TLS 1.2 and 1.3 only; the ciphers are OpenSSL's defaults for those versions.",
+          `ssl_certificate ${target.tls.certificate};`,
+          `ssl_certificate_key ${target.tls.key};`,
+          'ssl_protocols TLSv1.2 TLSv1.3;',
+          'ssl_session_cache shared:TLS:1m;',
+          'ssl_session_timeout 10m;',
+        ]
+      : []),
     'server_name _;',
     '# Bodies nginx writes itself (the named locations below) are problem JSON.',
     'default_type application/problem+json;',
@@ -191,20 +282,54 @@ function upstream(name: string, servers: string[]): string[] {
   ])
 }
 
-const mainContext = [
+const mainContext = (target: NginxRuntime) => [
   'worker_processes auto;',
   'worker_rlimit_nofile 16384;',
-  'error_log /var/log/nginx/error.log warn;',
+  `error_log ${target.logDir}/error.log warn;`,
+  ...(target.runDir ? [`pid ${target.runDir}/nginx.pid;`] : []),
   '',
   'events {',
 ]
 const mainContextEnd = [`${INDENT}worker_connections 4096;`, '}', '']
 
+/** What differs between the places nginx runs: how it listens, where its files are. */
+type NginxRuntime = {
+  /** The parameters of each `listen` directive of the one server. */
+  listen: string[]
+  /** Certificate and key for the listeners marked `ssl`. */
+  tls?: { certificate: string; key: string }
+  logDir: string
+  /** Outside a container: the folder of this nginx's pid and temporary files. */
+  runDir?: string
+}
+
+/** One rendering of the "one process per function" configuration: Compose's, or the local cluster's. */
+export type NginxTarget = NginxRuntime & {
+  /** Comment lines after the generated-by line. */
+  about: string[]
+  /** The servers (host:port) of a function's upstream, one per instance. */
+  servers(fn: string): string[]
+  /** The folder holding openapi.json and docs.html (renderDocs). */
+  docsRoot: string
+}
+
+/** The committed infra/nginx/nginx.conf: one upstream per compose service (Docker's DNS finds its replicas). */
+export const COMPOSE_NGINX: NginxTarget = {
+  about: [
+    'One upstream per function: the compose service of the same name (docker-compose.yml), port 8080.',
+    'After `docker compose up --scale <function>=N`, reload nginx to pick up the new addresses.',
+  ],
+  listen: ['80 default_server'],
+  logDir: '/var/log/nginx',
+  servers: (fn) => [`${fn}:${FUNCTION_PORT}`],
+  docsRoot: DOCS_ROOT_IN_NGINX_IMAGE,
+}
+
 /**
- * The "one container per function" deployment: one upstream per function (its compose service name,
- * port 8080), and one location per route path; the methods a path does not serve get 405.
+ * The "one container per function" deployment: one upstream per function, one location per route path
+ * (the methods a path does not serve get 405), and the API reference of every function at /docs.
  */
-export function renderNginx(model: InfraModel): string {
+export function renderNginx(model: InfraModel, target: NginxTarget = COMPOSE_NGINX): string {
   // Grouped by what nginx matches: /v1/things/:id and /v1/things/:thingId are one location.
   const byPattern = new Map<string, HttpEntry[]>()
   for (const fn of [...model.functions].sort(byRouteSpecificity)) {
@@ -251,22 +376,49 @@ export function renderNginx(model: InfraModel): string {
     )
   }
 
+  const docsLocation = (path: string, file: string, type: string) => [
+    ...block(
+      `location = ${path}`,
+      [
+        ...block(
+          'if ($request_method !~ "^(GET|HEAD)$")',
+          [
+            'add_header X-Request-Id $req_id always;',
+            'add_header Allow "GET, HEAD" always;',
+            `return 405 ${problemBody('METHOD_NOT_ALLOWED', `${path} accepts GET, HEAD`)};`,
+          ],
+          0,
+        ),
+        // By the file's extension, so that nginx's own answers (405 above, 404) stay problem JSON.
+        `types { ${type} ${file.split('.').pop()}; }`,
+        'charset utf-8;',
+        `charset_types ${type};`,
+        `root ${target.docsRoot};`,
+        `try_files /${file} =404;`,
+      ],
+      0,
+    ),
+  ]
+
   return [
     `# ${GENERATED('functions/*/route.ts')}`,
-    '# One upstream per function: the compose service of the same name (docker-compose.yml), port 8080.',
-    '# After `docker compose up --scale <function>=N`, reload nginx to pick up the new addresses.',
-    ...mainContext,
+    ...target.about.map((line) => `# ${line}`),
+    ...mainContext(target),
     ...mainContextEnd,
     'http {',
-    ...httpPreamble().map((line) => (line === '' ? '' : `${INDENT}${line}`)),
+    ...httpPreamble(target).map((line) => (line === '' ? '' : `${INDENT}${line}`)),
     '',
-    ...model.functions.flatMap((fn) => [...upstream(fn.name, [`${fn.name}:${FUNCTION_PORT}`]), '']),
+    ...model.functions.flatMap((fn) => [...upstream(fn.name, target.servers(fn.name)), '']),
     ...block('server', [
-      ...serverPreamble(),
+      ...serverPreamble(target),
       '',
       '# Routes, most specific first (static segments before parameters). Ids are validated by the',
       '# function (a bad one is 400, docs/api.md), so a parameter matches any one path segment here.',
       ...locations,
+      '# The API reference of every function, rendered by `npm run gen:infra` from the schemas that validate.',
+      ...docsLocation('/openapi.json', 'openapi.json', 'application/json'),
+      ...docsLocation('/docs', 'docs.html', 'text/html'),
+      '',
       'location / {',
       `${INDENT}return 404;`,
       '}',
@@ -278,19 +430,20 @@ export function renderNginx(model: InfraModel): string {
 
 /** `npm start` (every function in one process on 127.0.0.1:8080) behind nginx on the same host. */
 export function renderSingleNginx(): string {
+  const target: NginxRuntime = { listen: ['80 default_server'], logDir: '/var/log/nginx' }
   return [
     `# ${GENERATED('the shared nginx settings')}`,
     '# The single-process deployment: `npm start` serves every function on 127.0.0.1:8080; nginx in front',
     '# adds request ids, limits and proxy headers and keeps /metrics private.',
-    ...mainContext,
+    ...mainContext(target),
     ...mainContextEnd,
     'http {',
-    ...httpPreamble().map((line) => (line === '' ? '' : `${INDENT}${line}`)),
+    ...httpPreamble(target).map((line) => (line === '' ? '' : `${INDENT}${line}`)),
     '',
     ...upstream('app', [`127.0.0.1:${FUNCTION_PORT}`]),
     '',
     ...block('server', [
-      ...serverPreamble(),
+      ...serverPreamble(target),
       '',
       "# Everything else, unknown routes included, is the app's to answer.",
       'location / {',
@@ -300,6 +453,15 @@ export function renderSingleNginx(): string {
     '}',
     '',
   ].join('\n')
+}
+
+/**
+ * The API reference of every function, for nginx to serve at /openapi.json and /docs: each function's
+ * process documents only its own route, so the whole API is rendered here, as `npm start` renders it.
+ */
+export function renderDocs(model: InfraModel): { 'openapi.json': string; 'docs.html': string } {
+  const document = buildOpenApiDocument([...model.functions].sort(byRouteSpecificity))
+  return { 'openapi.json': JSON.stringify(document), 'docs.html': renderDocsHtml(document) }
 }
 
 // ----------------------------------------------------------------------------------------- prometheus
@@ -364,23 +526,32 @@ export function renderPrometheus(model: InfraModel): string {
  */
 export function renderCompose(model: InfraModel): string {
   const entries = [...model.functions.map((fn) => fn.name), ...model.workers].sort()
+  const instances = instancesOf(model)
+  const budget = topologyBudget(model)
   const functionService = (name: string, what: string) => [
     `  # ${what}`,
     `  ${name}:`,
     '    <<: *function',
     `    command: [${name}]`,
+    ...((instances.get(name) ?? 1) > 1 ? ['    deploy:', `      replicas: ${instances.get(name)}`] : []),
   ]
   return `# ${GENERATED('the functions/ folder')}
 # Usage: JWT_SECRET=<32+ characters> docker compose up -d --build, then http://localhost/v1/products.
 # Passwords below default to development values; set MYSQL_ROOT_PASSWORD, MYSQL_PASSWORD,
-# MYSQL_REPLICATION_PASSWORD, RABBITMQ_PASSWORD and GRAFANA_ADMIN_PASSWORD for anything else (letters and
-# digits only: MYSQL_PASSWORD and RABBITMQ_PASSWORD are put into URLs unescaped).
+# MYSQL_REPLICATION_PASSWORD, RABBITMQ_PASSWORD, PROXYSQL_ADMIN_PASSWORD and GRAFANA_ADMIN_PASSWORD for
+# anything else (letters and digits only: MYSQL_PASSWORD and RABBITMQ_PASSWORD are put into URLs unescaped).
+# Connection budget (scripts/connection-budget.ts): at most ${budget.primary} connections to the primary and ${budget.replica} to
+# the replica with every pool full; MariaDB's max_connections is ${budget.maxConnections} (infra/mysql/connections.cnf).
+# Through the connection proxy instead: DATABASE_HOST=mysql-proxy DATABASE_PORT=6033 DATABASE_REPLICA_HOST=mysql-proxy
+# DATABASE_REPLICA_PORT=6034 docker compose --profile proxy up -d (docs/scaling.md#connection-proxy).
 
 x-app-environment: &app-environment
   NODE_ENV: production
   PORT: "${FUNCTION_PORT}"
-  DATABASE_URL: mysql://commerce:\${MYSQL_PASSWORD:-commerce-dev}@mysql-primary:3306/commerce
-  DATABASE_REPLICA_URL: mysql://commerce:\${MYSQL_PASSWORD:-commerce-dev}@mysql-replica:3306/commerce
+  DATABASE_URL: mysql://commerce:\${MYSQL_PASSWORD:-commerce-dev}@\${DATABASE_HOST:-mysql-primary}:\${DATABASE_PORT:-3306}/commerce
+  DATABASE_REPLICA_URL: mysql://commerce:\${MYSQL_PASSWORD:-commerce-dev}@\${DATABASE_REPLICA_HOST:-mysql-replica}:\${DATABASE_REPLICA_PORT:-3306}/commerce
+  DATABASE_POOL_SIZE: "${POOLS.poolSize}"
+  DATABASE_REPLICA_POOL_SIZE: "${POOLS.replicaPoolSize}"
   REDIS_URL: redis://redis:6379
   RABBITMQ_URL: amqp://commerce:\${RABBITMQ_PASSWORD:-commerce-dev}@rabbitmq:5672
   JWT_SECRET: \${JWT_SECRET:?set JWT_SECRET to a secret of at least 32 characters}
@@ -419,6 +590,7 @@ services:
     ports: ["\${HTTP_PORT:-80}:80"]
     volumes:
       - ./infra/nginx/nginx.conf:/etc/nginx/nginx.conf:ro
+      - ./infra/nginx/docs:${DOCS_ROOT_IN_NGINX_IMAGE}:ro
     healthcheck:
       test: [CMD, wget, -q, -O, /dev/null, http://127.0.0.1/health/live]
       interval: 10s
@@ -468,6 +640,7 @@ ${entries
     volumes:
       - mysql-primary-data:/var/lib/mysql
       - ./infra/mysql/server.cnf:/etc/mysql/conf.d/server.cnf:ro
+      - ./infra/mysql/connections.cnf:/etc/mysql/conf.d/connections.cnf:ro
     ports: ["127.0.0.1:\${MYSQL_HOST_PORT:-3306}:3306"]
     healthcheck:
       test: [CMD, healthcheck.sh, --connect, --innodb_initialized]
@@ -489,6 +662,7 @@ ${entries
     volumes:
       - mysql-replica-data:/var/lib/mysql
       - ./infra/mysql/server.cnf:/etc/mysql/conf.d/server.cnf:ro
+      - ./infra/mysql/connections.cnf:/etc/mysql/conf.d/connections.cnf:ro
       - ./infra/mysql/replica.cnf:/etc/mysql/conf.d/replica.cnf:ro
     healthcheck:
       test: [CMD, healthcheck.sh, --connect, --replication_io, --replication_sql, --replication]
@@ -500,12 +674,40 @@ ${entries
       mysql-primary:
         condition: service_healthy
 
-  # Cache, locks, rate limits and BullMQ, which requires noeviction. The replica is a warm standby.
+  # Connection proxy, off unless asked for (\`--profile proxy\`): many function instances share a bounded
+  # set of MariaDB connections. Port 6033 is the primary, 6034 the replica (docs/scaling.md#connection-proxy).
+  mysql-proxy:
+    image: proxysql/proxysql:2.7.1
+    profiles: [proxy]
+    restart: unless-stopped
+    environment:
+      MYSQL_PASSWORD: \${MYSQL_PASSWORD:-commerce-dev}
+      PROXYSQL_ADMIN_PASSWORD: \${PROXYSQL_ADMIN_PASSWORD:-admin-dev}
+    # The passwords come from the environment into a copy of the static file, never into the repository.
+    entrypoint:
+      - sh
+      - -c
+      - >-
+        sed -e "s/@MYSQL_PASSWORD@/$$MYSQL_PASSWORD/" -e "s/@PROXYSQL_ADMIN_PASSWORD@/$$PROXYSQL_ADMIN_PASSWORD/"
+        /etc/proxysql.cnf.in > /tmp/proxysql.cnf && exec proxysql -f --initial -c /tmp/proxysql.cnf
+    volumes:
+      - ./infra/mysql/proxysql.cnf:/etc/proxysql.cnf.in:ro
+    expose: ["6033", "6034"]
+    depends_on:
+      mysql-primary:
+        condition: service_healthy
+      mysql-replica:
+        condition: service_healthy
+
+  # Cache, locks, rate limits and BullMQ (which requires noeviction): one Redis, no replica. An
+  # asynchronous replica could answer with a cache entry already invalidated, a lock already taken or
+  # coupon state already claimed on the primary, so nothing may read from one (docs/operations.md#topology).
   redis:
     image: redis:7.4-alpine
     restart: unless-stopped
-    command: [redis-server, --appendonly, "yes", --maxmemory-policy, noeviction]
+    command: [redis-server, /usr/local/etc/redis/redis.conf, --protected-mode, "no"]
     volumes:
+      - ./infra/redis/redis.conf:/usr/local/etc/redis/redis.conf:ro
       - redis-data:/data
     ports: ["127.0.0.1:\${REDIS_HOST_PORT:-6379}:6379"]
     healthcheck:
@@ -513,20 +715,6 @@ ${entries
       interval: 5s
       timeout: 3s
       retries: 10
-
-  redis-replica:
-    image: redis:7.4-alpine
-    restart: unless-stopped
-    command:
-      [redis-server, --replicaof, redis, "6379", --replica-read-only, "yes", --maxmemory-policy, noeviction]
-    healthcheck:
-      test: [CMD, redis-cli, ping]
-      interval: 5s
-      timeout: 3s
-      retries: 10
-    depends_on:
-      redis:
-        condition: service_healthy
 
   rabbitmq:
     image: rabbitmq:3.13-management
@@ -601,9 +789,16 @@ export async function renderInfra(dir: URL = FUNCTIONS_DIR): Promise<Record<stri
   return {
     'infra/nginx/nginx.conf': renderNginx(model),
     'infra/nginx/single.conf': renderSingleNginx(),
+    ...Object.fromEntries(
+      Object.entries(renderDocs(model)).map(([file, content]) => [`infra/nginx/docs/${file}`, content]),
+    ),
     'infra/prometheus/prometheus.yml': renderPrometheus(model),
     'docker-compose.yml': renderCompose(model),
     ...renderKubernetes(model),
+    'infra/mysql/connections.cnf': renderConnectionsCnf(
+      topologyBudget(model),
+      'the instances in docker-compose.yml',
+    ),
   }
 }
 

@@ -17,6 +17,8 @@ describe('loadConfig', () => {
       port: 8080,
       databaseUrl: 'mysql://root@127.0.0.1:3306/commerce',
       databaseReplicaUrl: undefined,
+      databasePoolSize: 5,
+      databaseReplicaPoolSize: 2,
       redisUrl: 'redis://127.0.0.1:6379',
       rabbitmqUrl: 'amqp://guest:guest@127.0.0.1:5672',
       jwtSecret: DEVELOPMENT_JWT_SECRET,
@@ -45,6 +47,16 @@ describe('loadConfig', () => {
     expect(messageOf({ JWT_SECRET: 'short' })).toContain('JWT_SECRET')
     const secret = 'a-production-secret-of-at-least-32-chars'
     expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret }).jwtSecret).toBe(secret)
+  })
+
+  it('reads the pool sizes and refuses one that cannot work', () => {
+    expect(loadConfig({ DATABASE_POOL_SIZE: '12', DATABASE_REPLICA_POOL_SIZE: '3' })).toMatchObject({
+      databasePoolSize: 12,
+      databaseReplicaPoolSize: 3,
+    })
+    const message = messageOf({ DATABASE_POOL_SIZE: '1', DATABASE_REPLICA_POOL_SIZE: 'many' })
+    expect(message).toContain('DATABASE_POOL_SIZE: must be at least 2')
+    expect(message).toContain('DATABASE_REPLICA_POOL_SIZE: must be a whole number')
   })
 
   it('treats empty variables as unset', () => {

@@ -1,5 +1,16 @@
 import * as v from 'valibot'
 
+/**
+ * MySQL connections per process, to the primary and to the replica. Small by default: one container per
+ * function means many processes, and MariaDB's max_connections must hold every pool at once (the
+ * connection budget, scripts/connection-budget.ts). A process serving every function (`npm start`'s
+ * workers) is given a larger value.
+ */
+export const DEFAULT_DATABASE_POOL_SIZE = 5
+export const DEFAULT_DATABASE_REPLICA_POOL_SIZE = 2
+/** Below 2, mysql2 cannot both keep a connection for reuse and release idle ones (shared/db/client.ts). */
+export const MIN_DATABASE_POOL_SIZE = 2
+
 /** Used only when NODE_ENV is not production; loadConfig refuses it in production. */
 export const DEVELOPMENT_JWT_SECRET = 'dev-only-secret-change-me-0123456789abcdef'
 
@@ -42,6 +53,8 @@ const EnvSchema = v.object({
   PORT: intVar(0, 65535, 8080),
   DATABASE_URL: urlVar(['mysql:', 'mariadb:'], 'mysql://root@127.0.0.1:3306/commerce'),
   DATABASE_REPLICA_URL: v.optional(urlVar(['mysql:', 'mariadb:'])),
+  DATABASE_POOL_SIZE: intVar(MIN_DATABASE_POOL_SIZE, 1000, DEFAULT_DATABASE_POOL_SIZE),
+  DATABASE_REPLICA_POOL_SIZE: intVar(MIN_DATABASE_POOL_SIZE, 1000, DEFAULT_DATABASE_REPLICA_POOL_SIZE),
   REDIS_URL: urlVar(['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
   RABBITMQ_URL: urlVar(['amqp:', 'amqps:'], 'amqp://guest:guest@127.0.0.1:5672'),
   JWT_SECRET: v.optional(v.pipe(v.string(), v.minLength(32, 'must be at least 32 characters'))),
@@ -69,6 +82,8 @@ export type Config = {
   port: number
   databaseUrl: string
   databaseReplicaUrl: string | undefined
+  databasePoolSize: number
+  databaseReplicaPoolSize: number
   redisUrl: string
   rabbitmqUrl: string
   jwtSecret: string
@@ -117,6 +132,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     databaseUrl: e.DATABASE_URL,
     databaseReplicaUrl: e.DATABASE_REPLICA_URL,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    databaseReplicaPoolSize: e.DATABASE_REPLICA_POOL_SIZE,
     redisUrl: e.REDIS_URL,
     rabbitmqUrl: e.RABBITMQ_URL,
     jwtSecret: e.JWT_SECRET ?? DEVELOPMENT_JWT_SECRET,

@@ -1,6 +1,5 @@
 import { stringify } from 'yaml'
-import { ENV_VARS } from '../../shared/config'
-import { DEFAULT_CONNECTION_LIMIT } from '../../shared/db/client'
+import { DEFAULT_DATABASE_POOL_SIZE, DEFAULT_DATABASE_REPLICA_POOL_SIZE, ENV_VARS } from '../../shared/config'
 import { eventTopology } from '../../shared/events/topology'
 import { MAX_BODY_BYTES } from '../../shared/http/app'
 import { SHUTDOWN_DEADLINE_MS } from '../../shared/runtime/server'
@@ -119,7 +118,7 @@ export function deploymentPlan(model: K8sModel): UnitPlan[] {
       component,
       production: { ...scaling, ...SCALING_OVERRIDES[name] },
       small: SMALL_SCALING,
-      pools: { mysqlPrimary: DEFAULT_CONNECTION_LIMIT, mysqlReplica: DEFAULT_CONNECTION_LIMIT },
+      pools: { mysqlPrimary: DEFAULT_DATABASE_POOL_SIZE, mysqlReplica: DEFAULT_DATABASE_REPLICA_POOL_SIZE },
     }))
 }
 
@@ -391,7 +390,7 @@ function ingress(model: K8sModel): Doc {
       annotations: {
         'nginx.ingress.kubernetes.io/use-regex': 'true',
         'nginx.ingress.kubernetes.io/ssl-redirect': 'true',
-        // SPEC §1: bodies over 64 KiB are 413, as in the functions (shared/http/app.ts MAX_BODY_BYTES).
+        // docs/api.md: bodies over 64 KiB are 413, as in the functions (shared/http/app.ts MAX_BODY_BYTES).
         'nginx.ingress.kubernetes.io/proxy-body-size': `${MAX_BODY_BYTES / 1024}k`,
         'nginx.ingress.kubernetes.io/proxy-connect-timeout': '2',
         'nginx.ingress.kubernetes.io/proxy-read-timeout': '30',

@@ -1,5 +1,10 @@
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2'
 import mysql from 'mysql2'
+import {
+  DEFAULT_DATABASE_POOL_SIZE,
+  DEFAULT_DATABASE_REPLICA_POOL_SIZE,
+  MIN_DATABASE_POOL_SIZE,
+} from '../config'
 import * as schema from './schema'
 
 export type Db = MySql2Database<typeof schema>
@@ -22,12 +27,17 @@ export type Database = {
  */
 const SESSION_SETUP = "SET time_zone = '+00:00', innodb_lock_wait_timeout = 5"
 
-function createPool(url: string, connectionLimit: number): mysql.Pool {
+/** Idle connections are closed after this long, so a function that is not called holds nothing. */
+export const POOL_IDLE_TIMEOUT_MS = 30_000
+
+function createPool(url: string, connectionLimit: number, idleTimeout: number): mysql.Pool {
   const pool = mysql.createPool({
     uri: url,
     connectionLimit,
-    maxIdle: connectionLimit,
-    idleTimeout: 60_000,
+    // mysql2 sweeps idle connections (every second, closing those idle longer than idleTimeout) only
+    // while maxIdle is below the limit; one below never trims a pool whose connections are in use.
+    maxIdle: connectionLimit - 1,
+    idleTimeout,
     connectTimeout: 5_000,
     enableKeepAlive: true,
     timezone: 'Z',
@@ -46,19 +56,29 @@ function createPool(url: string, connectionLimit: number): mysql.Pool {
 }
 
 /**
- * Connections per pool (each process has one to the primary and, with DATABASE_REPLICA_URL, one to the
- * replica). Exported for the deployment's connection budget (scripts/infra/k8s.ts).
+ * Pools open connections on first use (nothing at creation) up to their limit, and close them again
+ * after POOL_IDLE_TIMEOUT_MS idle: the worst case a process holds is its two limits, which is what the
+ * connection budget adds up (scripts/connection-budget.ts).
  */
-export const DEFAULT_CONNECTION_LIMIT = 20
-
 export function createDatabase(options: {
   url: string
   replicaUrl?: string | undefined
+  /** Connections to the primary (DATABASE_POOL_SIZE). */
   connectionLimit?: number
+  /** Connections to the replica (DATABASE_REPLICA_POOL_SIZE). */
+  replicaConnectionLimit?: number
+  idleTimeoutMs?: number
 }): Database {
-  const limit = options.connectionLimit ?? DEFAULT_CONNECTION_LIMIT
-  const primaryPool = createPool(options.url, limit)
-  const replicaPool = options.replicaUrl ? createPool(options.replicaUrl, limit) : undefined
+  const limit = Math.max(MIN_DATABASE_POOL_SIZE, options.connectionLimit ?? DEFAULT_DATABASE_POOL_SIZE)
+  const replicaLimit = Math.max(
+    MIN_DATABASE_POOL_SIZE,
+    options.replicaConnectionLimit ?? DEFAULT_DATABASE_REPLICA_POOL_SIZE,
+  )
+  const idleTimeout = options.idleTimeoutMs ?? POOL_IDLE_TIMEOUT_MS
+  const primaryPool = createPool(options.url, limit, idleTimeout)
+  const replicaPool = options.replicaUrl
+    ? createPool(options.replicaUrl, replicaLimit, idleTimeout)
+    : undefined
   const db = drizzle({ client: primaryPool, schema, mode: 'default' })
   const dbRead = replicaPool ? drizzle({ client: replicaPool, schema, mode: 'default' }) : db
   const pools = replicaPool ? [primaryPool, replicaPool] : [primaryPool]

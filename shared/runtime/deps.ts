@@ -54,7 +54,12 @@ export type RuntimeDeps = Deps & { close(): Promise<void> }
 export async function buildDeps(config: Config, service: string): Promise<RuntimeDeps> {
   const logger = createLogger(config.logLevel, { service })
   const metrics = createMetrics({ service })
-  const database = createDatabase({ url: config.databaseUrl, replicaUrl: config.databaseReplicaUrl })
+  const database = createDatabase({
+    url: config.databaseUrl,
+    replicaUrl: config.databaseReplicaUrl,
+    connectionLimit: config.databasePoolSize,
+    replicaConnectionLimit: config.databaseReplicaPoolSize,
+  })
   try {
     await database.ping()
   } catch (error) {
