@@ -1,6 +1,7 @@
-import type { Channel, ChannelModel, GetMessage, Options } from 'amqplib'
+import { randomBytes } from 'node:crypto'
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib'
 import type { Logger } from '../logger'
-import type { EventTopology, QueueDeclaration } from './topology'
+import type { QueueDeclaration } from './topology'
 
 /*
  * RabbitMQ cannot change a queue's arguments (type, bounds, dead-lettering) in place: the queue has to be
@@ -85,10 +86,11 @@ async function declaredAs(connection: ChannelModel, queue: string, args: Record<
 /**
  * Makes sure `declaration.name` exists with its arguments, migrating it when it is in the previous
  * release's shape (or in any other shape, with `migrateAnyShape`), or when a migration was cut short.
+ * Only under the topology lock (withTopologyLock): a declaration elsewhere could re-create the queue in
+ * the instant a migration has deleted it.
  */
-export async function migrateQueue(
+export async function declareQueue(
   connection: ChannelModel,
-  topology: EventTopology,
   declaration: QueueDeclaration,
   logger: Logger,
   options: { migrateAnyShape: boolean },
@@ -96,8 +98,9 @@ export async function migrateQueue(
   const { name } = declaration
   const migratable = declaration.previousArguments !== undefined || options.migrateAnyShape
   const unfinished = migratable && (await queueExists(connection, migrationNames(name).holding))
-  if (!unfinished) {
-    if (await declaredAs(connection, name, declaration.arguments)) return { status: 'current' }
+  const current = await declaredAs(connection, name, declaration.arguments)
+  if (current && !unfinished) return { status: 'current' }
+  if (!current && !unfinished) {
     const previousShape =
       declaration.previousArguments !== undefined &&
       (await declaredAs(connection, name, declaration.previousArguments))
@@ -108,36 +111,18 @@ export async function migrateQueue(
         howToMigrate: 'stop its consumers and run `npm run events:upgrade` (no message is lost)',
       }
     }
-  }
-
-  let acquired: Awaited<ReturnType<typeof acquireLock>>
-  try {
-    acquired = await acquireLock(connection, topology.upgradeLock)
-  } catch (error) {
-    logger.warn('another process is migrating RabbitMQ queues; not waiting longer', { queue: name, error })
-    return {
-      status: 'kept',
-      reason: 'the migration lock is held by another connection',
-      howToMigrate: 'it is migrated by the process holding the lock, or on the next start',
-    }
-  }
-  try {
-    // Another process may have finished it while this one waited for the lock.
-    const stillUnfinished = migratable && (await queueExists(connection, migrationNames(name).holding))
-    const current = await declaredAs(connection, name, declaration.arguments)
-    if (current && !stillUnfinished) return { status: 'current' }
-    if (!current) {
-      const { consumerCount } = await onOwnChannel(connection, (channel) => channel.checkQueue(name))
-      // Deleting a queue cancels its consumers and drops what they hold unacknowledged.
-      if (consumerCount > 0 && !stillUnfinished) {
-        return {
-          status: 'kept',
-          reason: `${consumerCount} consumer(s) attached; a queue is only migrated without consumers`,
-          howToMigrate:
-            'stop its consumers; the next start of a relay or consumer (or `npm run events:upgrade`) migrates it',
-        }
+    const { consumerCount } = await onOwnChannel(connection, (channel) => channel.checkQueue(name))
+    // Deleting a queue cancels its consumers and drops what they hold unacknowledged.
+    if (consumerCount > 0) {
+      return {
+        status: 'kept',
+        reason: `${consumerCount} consumer(s) attached; a queue is only migrated without consumers`,
+        howToMigrate:
+          'stop its consumers; the next start of a relay or consumer (or `npm run events:upgrade`) migrates it',
       }
     }
+  }
+  try {
     logger.info('migrating a RabbitMQ queue to new arguments', {
       queue: name,
       arguments: declaration.arguments,
@@ -152,8 +137,6 @@ export async function migrateQueue(
       error,
     })
     return { status: 'interrupted' }
-  } finally {
-    await acquired.release()
   }
 }
 
@@ -188,7 +171,9 @@ async function runMigration(
     // 3. The queue with its new arguments, filled from the holding queue (which is still bound).
     await channel.assertQueue(name, { durable: true, arguments: declaration.arguments })
     await routeOnlyTo(channel, router, name, holding)
-    let moved = await moveAll(connection, holding, router)
+    // As many as it holds now: events keep arriving in it, and a busy publisher could outrun the move.
+    const { messageCount: waiting } = await channel.checkQueue(holding)
+    let moved = await moveAll(connection, holding, router, waiting)
 
     // 4. Bindings back to the queue; the holding queue is drained once more and deleted.
     for (const { exchange, key } of bindings) await channel.bindQueue(name, exchange, key)
@@ -219,13 +204,19 @@ async function routeOnlyTo(channel: Channel, router: string, target: string, oth
 }
 
 const MOVE_BATCH = 200
+/** Only a liveness guard (messages expiring, a consumer appearing); correctness never depends on it. */
+const MOVE_STALL_MS = 10_000
 
 /**
- * Moves every message of `from` through `router` until `from` has none ready; each is acknowledged only
- * after the broker confirmed its copy. basic.get rather than a consumer: an empty answer says the queue
- * is drained, where a consumer could only wait. Returns how many were moved.
+ * Moves messages of `from` through `router` until `from` has none ready (or about `limit` are moved),
+ * in their order; each is acknowledged only after the broker confirmed its copy. Returns how many moved.
  */
-async function moveAll(connection: ChannelModel, from: string, router: string): Promise<number> {
+async function moveAll(
+  connection: ChannelModel,
+  from: string,
+  router: string,
+  limit = Number.POSITIVE_INFINITY,
+) {
   const channel = await connection.createConfirmChannel()
   channel.on('error', () => undefined)
   let returned = false
@@ -233,35 +224,96 @@ async function moveAll(connection: ChannelModel, from: string, router: string): 
     returned = true
   })
   let moved = 0
-  let batch: GetMessage[] = []
-  const settle = async () => {
-    const last = batch.at(-1)
-    if (last === undefined) return
-    await channel.waitForConfirms()
-    // basic.return comes before the confirm: a returned message was not stored anywhere, so nothing is
-    // acknowledged, and the channel's closing puts the batch back.
-    if (returned) throw new Error(`messages moved from ${from} through ${router} reached no queue`)
-    channel.ack(last, true)
-    moved += batch.length
-    batch = []
-  }
   try {
     for (;;) {
-      const message = await channel.get(from, { noAck: false })
-      if (message === false) {
-        await settle()
-        return moved
-      }
-      channel.publish(router, message.fields.routingKey, message.content, copyProperties(message.properties))
-      batch.push(message)
-      if (batch.length >= MOVE_BATCH) await settle()
+      const { messageCount } = await channel.checkQueue(from)
+      const count = Math.min(messageCount, limit - moved)
+      if (count <= 0) return moved
+      moved += await moveCount(channel, from, router, count, () => returned)
     }
   } finally {
     await channel.close().catch(() => undefined)
   }
 }
 
-const copyProperties = (properties: GetMessage['properties']): Options.Publish => {
+/**
+ * Consumes `count` messages of `from` (a few more may come before the cancel takes effect; they are moved
+ * too), publishes each through `router` and acknowledges them in batches once their copies are confirmed.
+ * A consumer rather than basic.get: one round trip per message would take hours for a long queue.
+ */
+function moveCount(
+  channel: ConfirmChannel,
+  from: string,
+  router: string,
+  count: number,
+  wasReturned: () => boolean,
+): Promise<number> {
+  const consumerTag = `upgrade-${randomBytes(6).toString('hex')}`
+  let received = 0
+  let moved = 0
+  let batch: ConsumeMessage[] = []
+  let chain = Promise.resolve()
+  let stopped = false
+  let stall: NodeJS.Timeout | undefined
+
+  const settle = async () => {
+    const last = batch.at(-1)
+    if (last === undefined) return
+    await channel.waitForConfirms()
+    // basic.return comes before the confirm: a returned message was not stored anywhere, so nothing is
+    // acknowledged, and closing the channel puts the batch back.
+    if (wasReturned()) throw new Error(`messages moved from ${from} through ${router} reached no queue`)
+    channel.ack(last, true)
+    moved += batch.length
+    batch = []
+  }
+
+  return new Promise<number>((resolve, reject) => {
+    const stop = () => {
+      clearTimeout(stall)
+      if (stopped) return
+      stopped = true
+      // Deliveries sent before the cancel-ok arrive before it, so after it the chain has them all.
+      channel
+        .cancel(consumerTag)
+        .then(() => chain)
+        .then(settle)
+        .then(() => resolve(moved), reject)
+    }
+    const watchForStall = () => {
+      clearTimeout(stall)
+      stall = setTimeout(stop, MOVE_STALL_MS)
+    }
+    channel
+      .prefetch(Math.min(count, MOVE_BATCH * 2))
+      .then(() =>
+        channel.consume(
+          from,
+          (message) => {
+            if (message === null) return reject(new Error(`consumer on ${from} cancelled by the broker`))
+            received++
+            watchForStall()
+            chain = chain.then(async () => {
+              channel.publish(
+                router,
+                message.fields.routingKey,
+                message.content,
+                copyProperties(message.properties),
+              )
+              batch.push(message)
+              if (batch.length >= MOVE_BATCH) await settle()
+            })
+            chain.catch(reject)
+            if (received >= count) stop()
+          },
+          { noAck: false, consumerTag },
+        ),
+      )
+      .then(watchForStall, reject)
+  })
+}
+
+const copyProperties = (properties: ConsumeMessage['properties']): Options.Publish => {
   const headers: Record<string, unknown> = { ...(properties.headers ?? {}) }
   // Set by quorum queues on redelivery; the new queue counts its own deliveries.
   delete headers['x-delivery-count']
@@ -285,12 +337,14 @@ const copyProperties = (properties: GetMessage['properties']): Options.Publish =
 }
 
 /**
- * An exclusive queue as a lock: RabbitMQ lets one connection hold it and frees it when that connection
- * closes, so a crashed migrator cannot leave it held. Within one connection, migrations run one at a time.
+ * Runs `work` holding the topology lock: an exclusive queue, which RabbitMQ lets one connection hold and
+ * frees when that connection closes, so that a crashed process cannot leave it held. Within one
+ * connection, holders take turns. Waiting longer than a minute (a migration of a very long queue) fails,
+ * and the caller's reconnect loop tries again.
  */
 const localTurns = new WeakMap<ChannelModel, Promise<void>>()
 
-async function acquireLock(connection: ChannelModel, lock: string) {
+export async function withTopologyLock<T>(connection: ChannelModel, lock: string, work: () => Promise<T>) {
   const previous = localTurns.get(connection) ?? Promise.resolve()
   let endTurn: () => void = () => undefined
   const turn = new Promise<void>((resolve) => {
@@ -301,6 +355,20 @@ async function acquireLock(connection: ChannelModel, lock: string) {
     previous.then(() => turn),
   )
   await previous
+  try {
+    const channel = await acquire(connection, lock)
+    try {
+      return await work()
+    } finally {
+      await channel.deleteQueue(lock).catch(() => undefined)
+      await channel.close().catch(() => undefined)
+    }
+  } finally {
+    endTurn()
+  }
+}
+
+async function acquire(connection: ChannelModel, lock: string): Promise<Channel> {
   const deadline = Date.now() + LOCK_WAIT_MS
   for (;;) {
     const channel = await openChannel(connection)
@@ -310,19 +378,10 @@ async function acquireLock(connection: ChannelModel, lock: string) {
         durable: false,
         arguments: { 'x-queue-type': 'classic' },
       })
-      return {
-        async release() {
-          await channel.deleteQueue(lock).catch(() => undefined)
-          await channel.close().catch(() => undefined)
-          endTurn()
-        },
-      }
+      return channel
     } catch (error) {
       await channel.close().catch(() => undefined)
-      if (codeOf(error) !== RESOURCE_LOCKED || Date.now() > deadline) {
-        endTurn()
-        throw error
-      }
+      if (codeOf(error) !== RESOURCE_LOCKED || Date.now() > deadline) throw error
       // Nothing tells a waiter when another connection lets go of the lock: poll.
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS))
     }

@@ -1,7 +1,13 @@
 import type { Channel, ChannelModel } from 'amqplib'
 import type { Logger } from '../logger'
 import type { OrderEventType } from './outbox'
-import { type MigrationOutcome, migrateQueue, migrationNames, openChannel } from './queue-migration'
+import {
+  declareQueue,
+  type MigrationOutcome,
+  migrationNames,
+  openChannel,
+  withTopologyLock,
+} from './queue-migration'
 
 /**
  * The bounds of what the data platform is kept: the stream's retention and the data.platform queue's
@@ -251,25 +257,28 @@ export async function declareTopology(
       keep(`exchange ${topology.deadLetterExchange}`, {})
     }
 
-    for (const declaration of queueDeclarations(topology, queueType)) {
-      const outcome: MigrationOutcome = await migrateQueue(connection, topology, declaration, logger, {
-        migrateAnyShape: options.migrate === 'any',
-      })
-      if (outcome.status === 'migrated')
-        report.migrated.push({ queue: declaration.name, moved: outcome.moved })
-      if (outcome.status === 'kept') {
-        report.kept.push(declaration.name)
-        keep(`queue ${declaration.name}`, {
-          wanted: declaration.arguments,
-          reason: outcome.reason,
-          howToMigrate: outcome.howToMigrate,
+    // Under the lock: a migration deletes and re-creates a queue, which no other declaration may race.
+    await withTopologyLock(connection, topology.upgradeLock, async () => {
+      for (const declaration of queueDeclarations(topology, queueType)) {
+        const outcome: MigrationOutcome = await declareQueue(connection, declaration, logger, {
+          migrateAnyShape: options.migrate === 'any',
         })
+        if (outcome.status === 'migrated')
+          report.migrated.push({ queue: declaration.name, moved: outcome.moved })
+        if (outcome.status === 'kept') {
+          report.kept.push(declaration.name)
+          keep(`queue ${declaration.name}`, {
+            wanted: declaration.arguments,
+            reason: outcome.reason,
+            howToMigrate: outcome.howToMigrate,
+          })
+        }
+        // An interrupted migration is resumed by the next declaration; its holding queue has the bindings.
+        if (outcome.status === 'interrupted') continue
+        for (const { exchange, key } of declaration.bindings)
+          await channel.bindQueue(declaration.name, exchange, key)
       }
-      // An interrupted migration leaves the queue to its next run; its holding queue has the bindings.
-      if (outcome.status === 'interrupted') continue
-      for (const { exchange, key } of declaration.bindings)
-        await channel.bindQueue(declaration.name, exchange, key)
-    }
+    })
 
     if (supportsStreams(serverProperties)) {
       const stream = streamDeclaration(topology)
