@@ -24,10 +24,11 @@ const url = testConfig().rabbitmqUrl
 let connection: ChannelModel
 const created: EventTopology[] = []
 const logLines: Array<Record<string, unknown>> = []
-const logger = createLogger('info', {}, (line) => {
-  process.stderr.write(line)
-  return logLines.push(JSON.parse(line) as Record<string, unknown>) > 0
-})
+const logger = createLogger(
+  'info',
+  {},
+  (line) => logLines.push(JSON.parse(line) as Record<string, unknown>) > 0,
+)
 
 beforeAll(async () => {
   connection = await connectForTest(url)
