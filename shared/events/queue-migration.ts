@@ -282,7 +282,7 @@ function moveCount(
     }
     const watchForStall = () => {
       clearTimeout(stall)
-      stall = setTimeout(stop, MOVE_STALL_MS)
+      if (!stopped) stall = setTimeout(stop, MOVE_STALL_MS)
     }
     channel
       .prefetch(Math.min(count, MOVE_BATCH * 2))

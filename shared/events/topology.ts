@@ -34,8 +34,9 @@ export const DATA_PLATFORM_DEFAULTS: DataPlatformLimits = {
 }
 
 /**
- * Deliveries of one message to data.platform's consumer before RabbitMQ dead-letters it: a message the
- * platform's loader keeps failing on (or crashing on) cannot circle for ever.
+ * How often data.platform's consumer may hand one message back (a nack with requeue, or dying with it
+ * unacknowledged); one more and RabbitMQ dead-letters it. A message the platform's loader keeps failing
+ * or crashing on cannot circle for ever.
  */
 export const DATA_PLATFORM_DELIVERY_LIMIT = 20
 
@@ -198,6 +199,8 @@ export type TopologyReport = {
   migrated: Array<{ queue: string; moved: number }>
   /** Queues that exist with other arguments and were kept as they are (see the warnings logged). */
   kept: string[]
+  /** Migrations that failed part-way (logged as errors); the next declaration resumes them. */
+  interrupted: string[]
 }
 
 export type DeclareOptions = {
@@ -226,7 +229,7 @@ export async function declareTopology(
 ): Promise<TopologyReport> {
   const serverProperties = connection.connection.serverProperties
   const queueType: QueueType = supportsQuorumQueues(serverProperties) ? 'quorum' : 'classic'
-  const report: TopologyReport = { queueType, stream: 'unsupported', migrated: [], kept: [] }
+  const report: TopologyReport = { queueType, stream: 'unsupported', migrated: [], kept: [], interrupted: [] }
   let channel = await openChannel(connection)
 
   /** Runs `attempt`; after a 406 the broker has closed the channel, so it continues on a fresh one. */
@@ -274,7 +277,10 @@ export async function declareTopology(
           })
         }
         // An interrupted migration is resumed by the next declaration; its holding queue has the bindings.
-        if (outcome.status === 'interrupted') continue
+        if (outcome.status === 'interrupted') {
+          report.interrupted.push(declaration.name)
+          continue
+        }
         for (const { exchange, key } of declaration.bindings)
           await channel.bindQueue(declaration.name, exchange, key)
       }
