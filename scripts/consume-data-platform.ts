@@ -190,6 +190,9 @@ async function consumeQueue() {
   })
 }
 
+const describe = (point: StreamStart | StreamEnd) =>
+  point.kind === 'time' ? point.at.toISOString() : point.kind === 'offset' ? point.offset : point.kind
+
 /** Replay mode: the stream, from a point, each line carrying its offset. */
 async function replayStream() {
   let start: StreamStart = { kind: 'next' }
@@ -340,11 +343,8 @@ async function replayStream() {
       log.info('replaying', {
         stream,
         url: redactUrl(url),
-        from:
-          position.kind === 'time'
-            ? position.at.toISOString()
-            : ((position as { offset?: number }).offset ?? position.kind),
-        until: until === undefined ? null : until.kind === 'time' ? until.at.toISOString() : until.offset,
+        from: describe(position),
+        until: until === undefined ? null : describe(until),
         prefetch,
       })
     },
