@@ -34,8 +34,11 @@ beforeAll(async () => {
   connection = await connectForTest(url)
 })
 afterAll(async () => {
-  for (const topology of created) await deleteTopology(connection, topology).catch(() => undefined)
-  await connection.close()
+  await connection.close().catch(() => undefined)
+  // A connection of its own: a failed test may have left the shared one closed.
+  const cleanup = await connectForTest(url)
+  for (const topology of created) await deleteTopology(cleanup, topology).catch(() => undefined)
+  await cleanup.close()
 })
 
 const ownTopology = (label: string) => {
