@@ -65,4 +65,23 @@ describe('loadConfig', () => {
       redisUrl: 'redis://127.0.0.1:6379',
     })
   })
+
+  it('bounds the data platform queue and stream, the queue shorter-lived than the stream', () => {
+    expect(loadConfig({}).dataPlatform).toEqual({
+      streamMaxAgeSeconds: 7 * 24 * 3600,
+      streamMaxBytes: 10 * 1024 ** 3,
+      queueMaxLength: 100_000,
+      queueMaxAgeSeconds: 3 * 24 * 3600,
+    })
+    expect(loadConfig({ DATA_PLATFORM_QUEUE_MAX_LENGTH: '500' }).dataPlatform.queueMaxLength).toBe(500)
+    expect(messageOf({ DATA_PLATFORM_QUEUE_MAX_LENGTH: '0' })).toContain('DATA_PLATFORM_QUEUE_MAX_LENGTH')
+    expect(messageOf({ DATA_PLATFORM_STREAM_MAX_BYTES: '1000' })).toContain('DATA_PLATFORM_STREAM_MAX_BYTES')
+    // What the queue drops at its age bound must still be replayable from the stream.
+    expect(
+      messageOf({
+        DATA_PLATFORM_QUEUE_MAX_AGE_SECONDS: '86400',
+        DATA_PLATFORM_STREAM_MAX_AGE_SECONDS: '86400',
+      }),
+    ).toContain('DATA_PLATFORM_QUEUE_MAX_AGE_SECONDS')
+  })
 })

@@ -1,4 +1,5 @@
 import * as v from 'valibot'
+import { DATA_PLATFORM_DEFAULTS, type DataPlatformLimits } from './events/topology'
 
 /**
  * MySQL connections per process, to the primary and to the replica. Small by default: one container per
@@ -39,6 +40,9 @@ const urlVar = (protocols: readonly string[], fallback?: string) =>
     ),
   )
 
+/** Below a few segments the size bound would delete what was just written. */
+const STREAM_MIN_BYTES = 1_000_000_000
+
 const isTimeZone = (value: string): boolean => {
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: value })
@@ -72,6 +76,18 @@ const EnvSchema = v.object({
     v.regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a number from 0 to 1'),
     v.transform(Number),
   ),
+  DATA_PLATFORM_STREAM_MAX_AGE_SECONDS: intVar(
+    3600,
+    10 * 365 * 24 * 3600,
+    DATA_PLATFORM_DEFAULTS.streamMaxAgeSeconds,
+  ),
+  DATA_PLATFORM_STREAM_MAX_BYTES: intVar(
+    STREAM_MIN_BYTES,
+    Number.MAX_SAFE_INTEGER,
+    DATA_PLATFORM_DEFAULTS.streamMaxBytes,
+  ),
+  DATA_PLATFORM_QUEUE_MAX_LENGTH: intVar(1, 100_000_000, DATA_PLATFORM_DEFAULTS.queueMaxLength),
+  DATA_PLATFORM_QUEUE_MAX_AGE_SECONDS: intVar(60, 365 * 24 * 3600, DATA_PLATFORM_DEFAULTS.queueMaxAgeSeconds),
 })
 
 /** The names of every environment variable the app reads (deployment files are checked against it). */
@@ -95,6 +111,8 @@ export type Config = {
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
   /** The share of requests written to the access log (1: every one, 0: none); errors are always logged. */
   accessLogSampleRate: number
+  /** Retention of the data platform's stream and bounds of its queue (shared/events/topology.ts). */
+  dataPlatform: DataPlatformLimits
 }
 
 export class ConfigError extends Error {
@@ -121,6 +139,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
   }
   const e = result.output
+  // What the queue drops at its age bound must still be in the stream, for the platform to replay.
+  if (e.DATA_PLATFORM_QUEUE_MAX_AGE_SECONDS >= e.DATA_PLATFORM_STREAM_MAX_AGE_SECONDS) {
+    throw new ConfigError(
+      'Invalid configuration:\n  DATA_PLATFORM_QUEUE_MAX_AGE_SECONDS: must be less than DATA_PLATFORM_STREAM_MAX_AGE_SECONDS',
+    )
+  }
   const production = e.NODE_ENV === 'production'
   if (production && (e.JWT_SECRET === undefined || e.JWT_SECRET === DEVELOPMENT_JWT_SECRET)) {
     throw new ConfigError(
@@ -144,6 +168,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitBurst: e.RATE_LIMIT_BURST,
     logLevel: e.LOG_LEVEL,
     accessLogSampleRate: e.ACCESS_LOG_SAMPLE_RATE,
+    dataPlatform: {
+      streamMaxAgeSeconds: e.DATA_PLATFORM_STREAM_MAX_AGE_SECONDS,
+      streamMaxBytes: e.DATA_PLATFORM_STREAM_MAX_BYTES,
+      queueMaxLength: e.DATA_PLATFORM_QUEUE_MAX_LENGTH,
+      queueMaxAgeSeconds: e.DATA_PLATFORM_QUEUE_MAX_AGE_SECONDS,
+    },
   }
 }
 

@@ -14,7 +14,7 @@ export default function createStatsConsumerWorker(
   deps: Pick<Deps, 'config' | 'db' | 'logger' | 'metrics'>,
   options: StatsConsumerOptions = {},
 ): RunningWorker {
-  const topology = options.topology ?? eventTopology()
+  const topology = options.topology ?? eventTopology('', deps.config.dataPlatform)
   return createEventConsumer(deps, {
     ...options,
     name: STATISTICS_CONSUMER,

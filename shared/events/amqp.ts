@@ -44,7 +44,19 @@ export async function connectBroker(options: {
       waitForConnect: false,
       setup: async (connection: ChannelModel) => {
         current = connection
-        await options.setup(connection)
+        // amqplib's recovery listens for a connection's errors only once setup is done, so a connection
+        // lost during setup (declaring the topology can take a while) would be thrown as uncaught.
+        // Here it only fails the setup, and recovery connects again.
+        let settingUp = true
+        connection.on('error', (error: Error) => {
+          if (settingUp)
+            logger.warn('RabbitMQ connection lost during setup', { connection: options.name, error })
+        })
+        try {
+          await options.setup(connection)
+        } finally {
+          settingUp = false
+        }
       },
     },
   })

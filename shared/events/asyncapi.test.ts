@@ -4,7 +4,13 @@ import { describe, expect, it } from 'vitest'
 import { checkJsonSchema, loadEventContract, stripAnnotations } from './contract'
 import { OrderCancelledEventSchema, OrderCompletedEventSchema } from './schema'
 import { orderEventData } from './testing'
-import { deadLetterQueue, eventTopology, queueBindings } from './topology'
+import {
+  deadLetterQueue,
+  eventTopology,
+  queueBindings,
+  queueDeclarations,
+  streamDeclaration,
+} from './topology'
 
 describe('docs/events.asyncapi.yaml', () => {
   it('is a valid AsyncAPI document: no diagnostic of severity error', async () => {
@@ -19,39 +25,49 @@ describe('docs/events.asyncapi.yaml', () => {
     expect(payloads.get('order.cancelled')).toEqual(fromValibot(OrderCancelledEventSchema))
   })
 
-  it('names the exchange, queues, bindings and dead-letter queues the code declares', async () => {
+  it('names the exchange, queues, stream, bindings, arguments and dead-letter queues the code declares', async () => {
     const { document } = await loadEventContract()
     const topology = eventTopology()
+    const declarations = new Map(queueDeclarations(topology, 'quorum').map((d) => [d.name, d]))
     const declared = queueBindings(topology).map(({ queue, keys }) => ({
       queue,
       exchange: topology.exchange,
       keys,
       dlq: deadLetterQueue(queue),
+      arguments: declarations.get(queue)?.arguments,
     }))
-    const documented = document
+    const stream = streamDeclaration(topology)
+    const bindings = document
       .channels()
       .all()
-      .flatMap((channel) => {
-        const binding = (channel.bindings().get('amqp')?.value() ?? {}) as Record<string, unknown>
-        if (binding.is !== 'queue') return []
-        return [
-          {
-            queue: (binding.queue as { name?: string } | undefined)?.name,
-            exchange: binding['x-exchange'],
-            keys: binding['x-binding-keys'],
-            dlq: binding['x-dead-letter-queue'],
-          },
-        ]
-      })
-    expect(documented).toEqual(declared)
-    const exchanges = document
-      .channels()
-      .all()
-      .map(
-        (channel) => channel.bindings().get('amqp')?.value() as { is?: string; exchange?: { name: string } },
-      )
+      .map((channel) => (channel.bindings().get('amqp')?.value() ?? {}) as Record<string, unknown>)
+    const documented = (kind: 'queue' | 'stream') =>
+      bindings
+        .filter((binding) => binding.is === 'queue')
+        .filter(
+          (binding) =>
+            ((binding['x-arguments'] as Record<string, unknown>)['x-queue-type'] === 'stream') ===
+            (kind === 'stream'),
+        )
+        .map((binding) => ({
+          queue: (binding.queue as { name?: string } | undefined)?.name,
+          exchange: binding['x-exchange'],
+          keys: binding['x-binding-keys'],
+          ...(kind === 'queue' ? { dlq: binding['x-dead-letter-queue'] } : {}),
+          arguments: binding['x-arguments'],
+        }))
+    expect(documented('queue')).toEqual(declared)
+    expect(documented('stream')).toEqual([
+      {
+        queue: stream.name,
+        exchange: topology.exchange,
+        keys: stream.bindings.map((b) => b.key),
+        arguments: stream.arguments,
+      },
+    ])
+    const exchanges = bindings
       .filter((binding) => binding.is === 'routingKey')
-      .map((binding) => binding.exchange?.name)
+      .map((binding) => (binding.exchange as { name?: string } | undefined)?.name)
     expect(new Set(exchanges)).toEqual(new Set([topology.exchange]))
   })
 

@@ -100,7 +100,7 @@ function repeat(name: string, intervalMs: number, task: () => Promise<void>, log
 export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
   const { config, db, logger, metrics } = deps
   const settings = { ...RELAY_DEFAULTS, ...options }
-  const topology = options.topology ?? eventTopology()
+  const topology = options.topology ?? eventTopology('', config.dataPlatform)
   const prefix = bullPrefix(redisKeyPrefix(config.databaseUrl))
   const log = logger.child({ worker: 'outbox-relay' })
 
