@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import * as v from 'valibot'
 import { DATA_PLATFORM_DEFAULTS, type DataPlatformLimits } from './events/topology'
 
@@ -71,6 +72,7 @@ const EnvSchema = v.object({
   RATE_LIMIT_PER_SECOND: intVar(0, 1_000_000, 50),
   RATE_LIMIT_BURST: intVar(0, 1_000_000, 100),
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error', 'silent']), 'info'),
+  WEB_CONCURRENCY: intVar(1, 256, availableParallelism()),
   ACCESS_LOG_SAMPLE_RATE: v.pipe(
     v.optional(v.string(), '1'),
     v.regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a number from 0 to 1'),
@@ -109,6 +111,8 @@ export type Config = {
   rateLimitPerSecond: number
   rateLimitBurst: number
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
+  /** HTTP worker processes of `npm start` (default: the cores available). */
+  webConcurrency: number
   /** The share of requests written to the access log (1: every one, 0: none); errors are always logged. */
   accessLogSampleRate: number
   /** Retention of the data platform's stream and bounds of its queue (shared/events/topology.ts). */
@@ -168,6 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitBurst: e.RATE_LIMIT_BURST,
     logLevel: e.LOG_LEVEL,
     accessLogSampleRate: e.ACCESS_LOG_SAMPLE_RATE,
+    webConcurrency: e.WEB_CONCURRENCY,
     dataPlatform: {
       streamMaxAgeSeconds: e.DATA_PLATFORM_STREAM_MAX_AGE_SECONDS,
       streamMaxBytes: e.DATA_PLATFORM_STREAM_MAX_BYTES,

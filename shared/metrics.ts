@@ -7,6 +7,11 @@ export function createMetrics(defaultLabels: Record<string, string> = {}) {
   collectDefaultMetrics({ register: registry })
   return {
     registry,
+    /**
+     * The text GET /metrics answers with: this process's registry, or, in a worker of `npm start`'s
+     * cluster, every process's metrics added up by the primary (shared/runtime/cluster-metrics.ts).
+     */
+    exposition: (): Promise<string> => registry.metrics(),
     httpDuration: new Histogram({
       name: 'http_request_duration_seconds',
       help: 'HTTP request duration by route pattern',

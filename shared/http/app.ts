@@ -166,7 +166,7 @@ export function createServiceApp(
   })
 
   app.get('/metrics', async (c) => {
-    const body = await metrics.registry.metrics()
+    const body = await metrics.exposition()
     return c.body(body, 200, { 'Content-Type': metrics.registry.contentType })
   })
 
