@@ -44,7 +44,14 @@ const urlVar = (protocols: readonly string[], fallback?: string) =>
 /** Below a few segments the size bound would delete what was just written. */
 const STREAM_MIN_BYTES = 1_000_000_000
 
+const DEFAULT_TIME_ZONE = 'Asia/Seoul'
+
+/**
+ * Checking a zone loads ICU's time zone data into the process (about 8 MB of a function's memory); the
+ * default is known to be valid, so only a zone set by the operator is checked.
+ */
 const isTimeZone = (value: string): boolean => {
+  if (value === DEFAULT_TIME_ZONE) return true
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: value })
     return true
@@ -64,7 +71,7 @@ const EnvSchema = v.object({
   RABBITMQ_URL: urlVar(['amqp:', 'amqps:'], 'amqp://guest:guest@127.0.0.1:5672'),
   JWT_SECRET: v.optional(v.pipe(v.string(), v.minLength(32, 'must be at least 32 characters'))),
   BUSINESS_TIMEZONE: v.pipe(
-    v.optional(v.string(), 'Asia/Seoul'),
+    v.optional(v.string(), DEFAULT_TIME_ZONE),
     v.check(isTimeZone, 'must be an IANA time zone'),
   ),
   PRODUCT_CACHE_TTL_SECONDS: intVar(1, 7 * 24 * 3600, 3600),
