@@ -37,6 +37,14 @@ const waitForOutput = async (pattern: RegExp, timeoutMs = 60_000): Promise<RegEx
   }
 }
 
+const cmdline = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
 /** Running, not a zombie waiting to be reaped by init after its parent exited. */
 const alive = (pid: number) => {
   try {
@@ -51,11 +59,12 @@ describe.skipIf(!rabbitmqctl)('npm start (skipped: rabbitmqctl is needed for a v
   let httpPids: number[] = []
   let workerPids: number[] = []
   let primaryPid = 0
+  /** The primary's cluster children (tsx also runs an esbuild service beside them). */
   const childrenOfPrimary = () =>
     spawnSync('ps', ['-o', 'pid=', '--ppid', String(primaryPid)], { encoding: 'utf8' })
       .stdout.split('\n')
       .map((line) => Number(line.trim()))
-      .filter((pid) => pid > 0)
+      .filter((pid) => pid > 0 && cmdline(pid).includes('start-child'))
 
   beforeAll(async () => {
     execFileSync('rabbitmqctl', ['add_vhost', vhost], { stdio: 'ignore' })

@@ -85,6 +85,12 @@ export function createMetrics(defaultLabels: Record<string, string> = {}) {
       labelNames: ['consumer', 'outcome'] as const,
       registers: [registry],
     }),
+    orderBatchSize: new Histogram({
+      name: 'order_batch_size',
+      help: 'Orders placed together in one transaction (group commit; 1 when the shop is quiet)',
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers: [registry],
+    }),
     transactionRetries: new Counter({
       name: 'db_transaction_retries_total',
       help: 'Transactions retried after a deadlock or lock-wait timeout',

@@ -12,7 +12,7 @@ export default function createBalanceChargeApp(deps: Pick<Deps, 'db' | 'redis' |
     await ensureAccount(deps.db, params.userId)
     return inTransaction(deps.db, async (tx) => {
       const balance = await charge(tx, params.userId, body.amount)
-      await record(tx, balance)
+      await record.insert(tx, balance)
       return balance
     })
   })

@@ -150,7 +150,7 @@ export function createCouponIssuer(deps: CouponDeps) {
       try {
         const issued = await inTransaction(deps.db, async (tx) => {
           const result = await persistIssue(tx, coupon, userId, now)
-          await record(tx, result)
+          await record.insert(tx, result)
           return result
         })
         await settle('confirm', () => confirmClaim(deps, couponId, userId, won.gen))

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2'
 import mysql from 'mysql2'
 import {
@@ -11,6 +12,14 @@ export type Db = MySql2Database<typeof schema>
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0]
 /** Either the pool or an open transaction: verbs that take `DbOrTx` can join a caller's transaction. */
 export type DbOrTx = Db | Tx
+
+/** The mysql2 pool under a drizzle Db: for the paths that send SQL text of their own (inSqlTransaction). */
+export function poolOf(db: Db): mysql.Pool {
+  const pool: unknown = Reflect.get(db, '$client')
+  if (!(pool instanceof EventEmitter) || !('getConnection' in pool))
+    throw new Error('the Db has no mysql2 pool')
+  return pool as mysql.Pool
+}
 
 export type Database = {
   /** The primary: every write, and every read that decides a write or shows a user their own fresh write. */
@@ -47,6 +56,9 @@ function createPool(url: string, connectionLimit: number, idleTimeout: number): 
     // mysql2 otherwise captures a stack trace on every query of the promise API, for nicer stacks on
     // failures: about 6 % of an order's CPU in a profile. Our errors are logged with their SQL error code.
     trace: false,
+    // The order path sends its statements in few round trips (shared/orders/placement.ts). Every value
+    // in them is escaped by mysql2's format, never concatenated from input.
+    multipleStatements: true,
   })
   pool.on('connection', (connection) => {
     // Queued on the connection before any caller's query, so no query ever runs without it.

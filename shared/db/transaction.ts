@@ -1,3 +1,4 @@
+import type { Pool } from 'mysql2'
 import { AppError } from '../errors'
 import { isDependencyFailure } from '../failures'
 import type { Db, Tx } from './client'
@@ -32,49 +33,45 @@ export type TransactionOptions = {
 
 const jitter = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms / 2 + Math.random() * ms))
 
+type AttemptState = { committing: boolean }
+
 /**
- * Runs `work` in one transaction, and runs the whole of it again when that is known to be safe:
+ * Runs `attempt` (one transaction) and runs it again when that is known to be safe:
  *
  * - on deadlock (1213) and lock-wait timeout (1205), which rolled the transaction back, up to `attempts`
  *   times in all, then 503 SERVICE_UNAVAILABLE;
- * - on a lost, closed or refused connection while `work` ran or before it (COMMIT never sent, so the
+ * - on a lost, closed or refused connection while the work ran or before it (COMMIT never sent, so the
  *   server rolls the transaction back when the connection goes), on a fresh connection, twice at most.
  *
- * A connection lost once `work` had finished may have lost the COMMIT or only its answer: the outcome is
- * unknown, so it is never run again here; the client gets 503, and a retry with its Idempotency-Key
- * replays the first answer if the transaction did commit. `work` must be safe to run again: everything it
- * does is inside the transaction.
+ * A connection lost once COMMIT was on its way (`state.committing`) may have lost the COMMIT or only its
+ * answer: the outcome is unknown, so it is never run again here; the client gets 503, and a retry with
+ * its Idempotency-Key replays the first answer if the transaction did commit.
  */
-export async function inTransaction<T>(
-  db: Db,
-  work: (tx: Tx) => Promise<T>,
-  options: TransactionOptions = {},
-) {
+async function retrying<T>(
+  attempt: (state: AttemptState) => Promise<T>,
+  options: TransactionOptions,
+): Promise<T> {
   const attempts = options.attempts ?? 5
   let lostConnections = 0
-  for (let attempt = 1; ; attempt++) {
-    let committing = false
+  for (let n = 1; ; n++) {
+    const state: AttemptState = { committing: false }
     try {
-      return await db.transaction(async (tx) => {
-        const result = await work(tx)
-        committing = true
-        return result
-      })
+      return await attempt(state)
     } catch (error) {
       if (isRetryableTransactionError(error)) {
-        if (attempt >= attempts) {
+        if (n >= attempts) {
           throw new AppError(
             'SERVICE_UNAVAILABLE',
             'The database is too busy to complete this request; retry shortly',
             { retryAfterSeconds: 1, cause: error },
           )
         }
-        options.onRetry?.(attempt, error)
-        await jitter(Math.min(200, 5 * 2 ** attempt))
+        options.onRetry?.(n, error)
+        await jitter(Math.min(200, 5 * 2 ** n))
         continue
       }
       if (!isDependencyFailure(error)) throw error
-      if (committing) {
+      if (state.committing) {
         throw new AppError(
           'SERVICE_UNAVAILABLE',
           'The database connection was lost while committing; retry with the same Idempotency-Key',
@@ -83,8 +80,79 @@ export async function inTransaction<T>(
       }
       if (lostConnections >= CONNECTION_RETRIES) throw error
       lostConnections++
-      options.onRetry?.(attempt, error)
+      options.onRetry?.(n, error)
       await jitter(20 * lostConnections)
     }
   }
+}
+
+/** `work` in one drizzle transaction, run again where that is safe (see `retrying`). */
+export function inTransaction<T>(db: Db, work: (tx: Tx) => Promise<T>, options: TransactionOptions = {}) {
+  return retrying(
+    (state) =>
+      db.transaction(async (tx) => {
+        const result = await work(tx)
+        state.committing = true
+        return result
+      }),
+    options,
+  )
+}
+
+/** A statement that has not answered within this is taken for a hung connection, which is destroyed. */
+const STATEMENT_DEADLINE_MS = 8_000
+
+export type SqlSession = {
+  /** Runs `sql` (several statements separated by `;` are one round trip); resolves to mysql2's results. */
+  query(sql: string): Promise<unknown>
+  /** Runs `sql` (may be empty) and COMMIT in one round trip. */
+  commit(sql?: string): Promise<unknown>
+}
+
+/**
+ * `work` in one transaction on a connection of `pool`, with SQL text the caller built (values escaped
+ * with mysql2's `format`), for the paths where drizzle's query building is the cost: the caller batches
+ * statements into few round trips. Run again where that is safe (see `retrying`); rolled back unless
+ * `work` commits. A statement that hangs (a network that stopped answering) ends the connection after
+ * 8 s, which counts as a lost connection.
+ */
+export function inSqlTransaction<T>(
+  pool: Pool,
+  work: (session: SqlSession) => Promise<T>,
+  options: TransactionOptions = {},
+): Promise<T> {
+  return retrying(async (state) => {
+    const connection = await pool.promise().getConnection()
+    const run = async (sql: string) => {
+      const timer = setTimeout(() => connection.connection.destroy(), STATEMENT_DEADLINE_MS)
+      try {
+        const [results] = await connection.query(sql)
+        return results
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+    let open = false
+    try {
+      await run('START TRANSACTION')
+      open = true
+      const result = await work({
+        query: run,
+        async commit(sql = '') {
+          state.committing = true
+          const results = await run(sql === '' ? 'COMMIT' : `${sql};COMMIT`)
+          open = false
+          return results
+        },
+      })
+      if (open) await run('ROLLBACK')
+      open = false
+      return result
+    } catch (error) {
+      if (open) await run('ROLLBACK').catch(() => undefined)
+      throw error
+    } finally {
+      connection.release()
+    }
+  }, options)
 }

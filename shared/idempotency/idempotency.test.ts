@@ -55,7 +55,7 @@ const chargeRequest = (userId: number, key: string, amount: number) => ({
 const chargeWith = (db: RuntimeDeps['db'], userId: number, amount: number) => (record: RecordEffect) =>
   inTransaction(db, async (tx) => {
     const balance = await charge(tx, userId, amount)
-    await record(tx, balance)
+    await record.insert(tx, balance)
     return balance
   })
 

@@ -3,6 +3,7 @@ import { and, eq, gt, lt, sql } from 'drizzle-orm'
 import type { Context } from 'hono'
 import type { Db, Tx } from '../db/client'
 import { idempotencyKeys } from '../db/schema'
+import { sqlText } from '../db/sql-text'
 import { mysqlErrno } from '../db/transaction'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
@@ -13,13 +14,22 @@ const IN_FLIGHT_MS = 30_000
 const DUPLICATE_ENTRY = 1062
 
 /**
- * What a verb calls inside the transaction of its effect, with the result it is about to return: the key
+ * What a verb uses inside the transaction of its effect, with the result it is about to return: the key
  * is stored with that result in the same transaction, so no crash can leave an effect without its key.
- * Without an Idempotency-Key it does nothing.
+ * Without an Idempotency-Key both do nothing.
  */
-export type RecordEffect = (tx: Tx, result: unknown) => Promise<void>
+export type RecordEffect = {
+  /** Stores the key in a drizzle transaction. */
+  insert(tx: Tx, result: unknown): Promise<void>
+  /**
+   * The statements that store the key, for a verb that sends SQL of its own ('' without a key). If the
+   * INSERT fails with a duplicate key, a concurrent request with the same key committed first: the verb
+   * rolls back and throws `new KeyTaken()` for this request, which then answers with the winner's response.
+   */
+  sql(result: unknown): string
+}
 
-export const noKey: RecordEffect = async () => undefined
+export const noKey: RecordEffect = { insert: async () => undefined, sql: () => '' }
 
 export type IdempotentRequest = {
   userId: number
@@ -92,7 +102,7 @@ function replayOrReject(
 }
 
 /** A concurrent request with the same key committed first: this transaction must not commit too. */
-class KeyTaken extends Error {
+export class KeyTaken extends Error {
   override name = 'KeyTaken'
 }
 
@@ -148,37 +158,62 @@ export async function runIdempotent(
   }
 
   let recorded: string | undefined
-  const record: RecordEffect = async (tx, result) => {
-    const json = JSON.stringify(result)
-    const row = {
+  const rowFor = (result: unknown) => {
+    recorded = JSON.stringify(result)
+    return {
       userId: request.userId,
       key,
       method: request.method,
       path: request.path,
       requestHash: hash,
       responseStatus: request.status,
-      responseBody: json,
+      responseBody: recorded,
       createdAt: new Date(),
     }
-    try {
-      await tx.insert(idempotencyKeys).values(row)
-    } catch (error) {
-      if (mysqlErrno(error) !== DUPLICATE_ENTRY) throw error
-      // The row is either a live key (a concurrent request committed first) or one past 24 h, which
-      // this request may take over. A failed INSERT leaves the transaction open (statement rollback).
-      const [expired] = await tx
-        .delete(idempotencyKeys)
-        .where(
-          and(
-            eq(idempotencyKeys.userId, request.userId),
-            eq(idempotencyKeys.key, key),
-            lt(idempotencyKeys.createdAt, liveSince()),
-          ),
-        )
-      if (expired.affectedRows === 0) throw new KeyTaken()
-      await tx.insert(idempotencyKeys).values(row)
-    }
-    recorded = json
+  }
+  const record: RecordEffect = {
+    async insert(tx, result) {
+      const row = rowFor(result)
+      try {
+        await tx.insert(idempotencyKeys).values(row)
+      } catch (error) {
+        if (mysqlErrno(error) !== DUPLICATE_ENTRY) throw error
+        // The row is either a live key (a concurrent request committed first) or one past 24 h, which
+        // this request may take over. A failed INSERT leaves the transaction open (statement rollback).
+        const [expired] = await tx
+          .delete(idempotencyKeys)
+          .where(
+            and(
+              eq(idempotencyKeys.userId, request.userId),
+              eq(idempotencyKeys.key, key),
+              lt(idempotencyKeys.createdAt, liveSince()),
+            ),
+          )
+        if (expired.affectedRows === 0) throw new KeyTaken()
+        await tx.insert(idempotencyKeys).values(row)
+      }
+    },
+    sql(result) {
+      const row = rowFor(result)
+      // An expired row with this key is taken over; a live one makes the INSERT fail (KeyTaken).
+      return sqlText(
+        'DELETE FROM idempotency_keys WHERE user_id = ? AND idempotency_key = ? AND created_at < ?;' +
+          'INSERT INTO idempotency_keys (user_id, idempotency_key, method, path, request_hash, response_status, response_body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        [
+          row.userId,
+          row.key,
+          liveSince(),
+          row.userId,
+          row.key,
+          row.method,
+          row.path,
+          row.requestHash,
+          row.responseStatus,
+          row.responseBody,
+          row.createdAt,
+        ],
+      )
+    },
   }
 
   try {

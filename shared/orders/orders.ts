@@ -1,49 +1,29 @@
 import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm'
-import { pay, refund } from '../balance/balance'
+import { refund } from '../balance/balance'
 import { createStockGate } from '../catalog/stock-gate'
-import { couponTermsFor, releaseCoupon, useCoupon } from '../coupons/usage'
-import type { DbOrTx, Tx } from '../db/client'
+import { releaseCoupon } from '../coupons/usage'
+import { type DbOrTx, poolOf, type Tx } from '../db/client'
 import { orderLines, orders, products } from '../db/schema'
 import { inTransaction } from '../db/transaction'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
-import { type OrderEventData, writeOutboxEvent } from '../events/outbox'
+import { writeOutboxEvent } from '../events/outbox'
 import { noKey, type RecordEffect } from '../idempotency/idempotency'
-import { discountFor, priceLines } from './pricing'
+import { createCombiner } from './combiner'
+import {
+  eventData,
+  type Order,
+  type PlacementOutcome,
+  type PlacementRequest,
+  type PlaceOrderInput,
+  placeBatch,
+  StockRefused,
+} from './placement'
 
-export type OrderLine = {
-  productId: number
-  name: string
-  unitPrice: number
-  quantity: number
-  lineTotal: number
-}
-export type Order = {
-  id: number
-  userId: number
-  status: 'PAID' | 'CANCELLED'
-  items: OrderLine[]
-  subtotal: number
-  discount: number
-  total: number
-  userCouponId: number | null
-  createdAt: string
-  paidAt: string
-  cancelledAt?: string
-}
+export type { Order, OrderLine, PlaceOrderInput } from './placement'
 
-export type OrderDeps = Pick<Deps, 'db' | 'redis' | 'logger' | 'metrics' | 'outbox'>
-export type PlaceOrderInput = {
-  items: Array<{ productId: number; quantity: number }>
-  userCouponId?: number | undefined
-}
+export type OrderDeps = Pick<Deps, 'db' | 'redis' | 'logger' | 'metrics' | 'outbox' | 'once'>
 type Caller = { userId: number; role: 'user' | 'admin' }
-
-class StockRefused extends AppError {
-  constructor(readonly productId: number) {
-    super('INSUFFICIENT_STOCK', `Not enough stock of product ${productId} for this order`)
-  }
-}
 
 async function readOrder(db: DbOrTx, orderId: number): Promise<Order | undefined> {
   const [row] = await db.select().from(orders).where(eq(orders.id, orderId))
@@ -78,39 +58,13 @@ function toOrder(row: typeof orders.$inferSelect, lines: Array<typeof orderLines
   }
 }
 
-const eventData = (order: Order): OrderEventData => ({
-  orderId: order.id,
-  userId: order.userId,
-  status: order.status,
-  items: order.items.map(({ productId, quantity, unitPrice }) => ({ productId, quantity, unitPrice })),
-  subtotal: order.subtotal,
-  discount: order.discount,
-  total: order.total,
-  userCouponId: order.userCouponId,
-  paidAt: order.paidAt,
-  ...(order.cancelledAt ? { cancelledAt: order.cancelledAt } : {}),
-})
-
-/** Adds or removes stock in ascending product id, the one lock order every transaction here follows. */
-async function moveStock(
-  tx: Tx,
-  lines: Array<{ productId: number; quantity: number }>,
-  direction: 'take' | 'give',
-) {
-  const sorted = [...lines].sort((a, b) => a.productId - b.productId)
-  for (const line of sorted) {
-    if (direction === 'give') {
-      await tx
-        .update(products)
-        .set({ stock: sql`${products.stock} + ${line.quantity}` })
-        .where(eq(products.id, line.productId))
-      continue
-    }
-    const [result] = await tx
+/** Gives a cancelled order's stock back in ascending product id, the one lock order of every transaction. */
+async function restock(tx: Tx, lines: Array<{ productId: number; quantity: number }>) {
+  for (const line of [...lines].sort((a, b) => a.productId - b.productId)) {
+    await tx
       .update(products)
-      .set({ stock: sql`${products.stock} - ${line.quantity}` })
-      .where(and(eq(products.id, line.productId), sql`${products.stock} >= ${line.quantity}`))
-    if (result.affectedRows !== 1) throw new StockRefused(line.productId)
+      .set({ stock: sql`${products.stock} + ${line.quantity}` })
+      .where(eq(products.id, line.productId))
   }
 }
 
@@ -119,10 +73,22 @@ export type OrderOptions = {
   stockGate?: boolean
 }
 
+/** Orders placed together at most (docs/orders.md, Group commit). */
+export const MAX_BATCH = 64
+
 export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
   const { db } = deps
   const gate = createStockGate(deps.redis, deps.logger, { enabled: options.stockGate ?? true })
   const onRetry = (operation: string) => () => deps.metrics.transactionRetries.inc({ operation })
+  // One per process, shared by every app that places orders in it, so that their orders batch together.
+  const combiner = deps.once('order-combiner', () => {
+    const pool = poolOf(db)
+    const retried = onRetry('order-create')
+    return createCombiner<PlacementRequest, PlacementOutcome>(
+      (batch) => placeBatch(pool, batch, { onRetry: retried }),
+      { maxBatch: MAX_BATCH, concurrency: 1, onBatch: (size) => deps.metrics.orderBatchSize.observe(size) },
+    )
+  })
 
   /** Counts each placement or cancel by outcome: the error code of a refusal, `failed` for a 5xx. */
   const counted = async <T>(operation: 'place' | 'cancel', success: string, run: () => Promise<T>) => {
@@ -145,83 +111,6 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
     }
   }
 
-  /**
-   * One transaction, in the lock order every transaction here follows (user coupon, balance, products
-   * by ascending id). Statement order is chosen for flash sales: everything that cannot conflict on a
-   * hot product comes first, and the guarded stock UPDATEs come last, so a hot product's row lock is
-   * held only from its UPDATE to COMMIT. See docs/orders.md.
-   */
-  const placeInTransaction = async (tx: Tx, userId: number, input: PlaceOrderInput, now: Date) => {
-    const ids = input.items.map((item) => item.productId)
-    const found = await tx
-      .select({ id: products.id, name: products.name, price: products.price })
-      .from(products)
-      .where(inArray(products.id, ids))
-    const byId = new Map(found.map((p) => [p.id, p]))
-    const missing = ids.find((id) => !byId.has(id))
-    if (missing !== undefined) throw new AppError('PRODUCT_NOT_FOUND', `Product ${missing} does not exist`)
-
-    const priced = priceLines(
-      input.items.map((item) => {
-        const product = byId.get(item.productId)
-        if (!product) throw new AppError('PRODUCT_NOT_FOUND', `Product ${item.productId} does not exist`)
-        return {
-          productId: item.productId,
-          name: product.name,
-          unitPrice: product.price,
-          quantity: item.quantity,
-        }
-      }),
-    )
-    const coupon =
-      input.userCouponId === undefined
-        ? null
-        : await couponTermsFor(tx, {
-            userCouponId: input.userCouponId,
-            userId,
-            subtotal: priced.subtotal,
-            now,
-          })
-    const discount = discountFor(priced.subtotal, coupon)
-    const total = priced.subtotal - discount
-
-    const [created] = await tx
-      .insert(orders)
-      .values({
-        userId,
-        status: 'PAID',
-        subtotal: priced.subtotal,
-        discount,
-        total,
-        userCouponId: input.userCouponId ?? null,
-        createdAt: now,
-        paidAt: now,
-      })
-      .$returningId()
-    if (!created) throw new Error('order insert returned no id')
-    const orderId = created.id
-    await tx.insert(orderLines).values(priced.lines.map((line) => ({ ...line, orderId })))
-    if (input.userCouponId !== undefined) {
-      await useCoupon(tx, { userCouponId: input.userCouponId, userId, orderId, now })
-    }
-    await pay(tx, userId, total, orderId, now)
-    const order: Order = {
-      id: orderId,
-      userId,
-      status: 'PAID',
-      items: [...priced.lines].sort((a, b) => a.productId - b.productId),
-      subtotal: priced.subtotal,
-      discount,
-      total,
-      userCouponId: input.userCouponId ?? null,
-      createdAt: now.toISOString(),
-      paidAt: now.toISOString(),
-    }
-    const event = await writeOutboxEvent(tx, 'order.completed', eventData(order), now)
-    await moveStock(tx, input.items, 'take')
-    return { order, eventId: event.eventId }
-  }
-
   const placeOrder = async (caller: Caller, input: PlaceOrderInput, record: RecordEffect): Promise<Order> => {
     const refusedByGate = await gate.refuses(input.items)
     if (refusedByGate) {
@@ -230,30 +119,14 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
         `Not enough stock of product ${refusedByGate.productId} for this order`,
       )
     }
-    let eventId: string | undefined
-    try {
-      const order = await inTransaction(
-        db,
-        async (tx) => {
-          const placed = await placeInTransaction(tx, caller.userId, input, new Date())
-          await record(tx, placed.order)
-          eventId = placed.eventId
-          return placed.order
-        },
-        { onRetry: onRetry('order-create') },
-      )
-      if (eventId) await notify(eventId)
-      return order
-    } catch (error) {
-      if (error instanceof StockRefused) {
-        const [row] = await db
-          .select({ stock: products.stock })
-          .from(products)
-          .where(eq(products.id, error.productId))
-        if (row) await gate.remember(error.productId, row.stock)
-      }
-      throw error
+    const outcome = await combiner.submit({ userId: caller.userId, input, record })
+    if ('error' in outcome) {
+      if (outcome.error instanceof StockRefused)
+        await gate.remember(outcome.error.productId, outcome.error.left)
+      throw outcome.error
     }
+    await notify(outcome.eventId)
+    return outcome.order
   }
 
   const cancelOrder = async (caller: Caller, orderId: number, record: RecordEffect): Promise<Order> => {
@@ -284,8 +157,8 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
           await releaseCoupon(tx, { userCouponId: order.userCouponId, orderId })
         await refund(tx, order.userId, order.total, orderId, now)
         const event = await writeOutboxEvent(tx, 'order.cancelled', eventData(order), now)
-        await moveStock(tx, order.items, 'give')
-        await record(tx, order)
+        await restock(tx, order.items)
+        await record.insert(tx, order)
         eventId = event.eventId
         restocked = order.items.map((item) => item.productId)
         return order

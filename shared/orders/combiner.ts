@@ -1,0 +1,44 @@
+/**
+ * Group commit by natural batching: a request that finds no batch running starts one at once, alone (a
+ * quiet shop waits for nothing); requests arriving while batches run wait for the next one, which takes
+ * all of them (up to `maxBatch`). So the batch size follows the load, and the window is never longer than
+ * one batch's transaction.
+ */
+export function createCombiner<Request, Outcome>(
+  run: (batch: Request[]) => Promise<Outcome[]>,
+  options: { maxBatch: number; concurrency: number; onBatch?: (size: number) => void },
+) {
+  type Waiting = { request: Request; resolve(outcome: Outcome): void; reject(error: unknown): void }
+  const queue: Waiting[] = []
+  let running = 0
+
+  const next = () => {
+    while (running < options.concurrency && queue.length > 0) {
+      const batch = queue.splice(0, options.maxBatch)
+      running++
+      options.onBatch?.(batch.length)
+      run(batch.map((w) => w.request))
+        .then(
+          (outcomes) => {
+            for (const [i, w] of batch.entries()) w.resolve(outcomes[i] as Outcome)
+          },
+          (error: unknown) => {
+            for (const w of batch) w.reject(error)
+          },
+        )
+        .finally(() => {
+          running--
+          next()
+        })
+    }
+  }
+
+  return {
+    submit(request: Request): Promise<Outcome> {
+      return new Promise((resolve, reject) => {
+        queue.push({ request, resolve, reject })
+        next()
+      })
+    },
+  }
+}

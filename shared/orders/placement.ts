@@ -1,0 +1,359 @@
+import { randomUUID } from 'node:crypto'
+import type { Pool } from 'mysql2'
+import { sqlText } from '../db/sql-text'
+import { inSqlTransaction, mysqlErrno, type TransactionOptions } from '../db/transaction'
+import { AppError } from '../errors'
+import type { EventEnvelope, OrderEventData } from '../events/outbox'
+import { KeyTaken, type RecordEffect } from '../idempotency/idempotency'
+import { discountFor, priceLines } from './pricing'
+
+export type OrderLine = {
+  productId: number
+  name: string
+  unitPrice: number
+  quantity: number
+  lineTotal: number
+}
+export type Order = {
+  id: number
+  userId: number
+  status: 'PAID' | 'CANCELLED'
+  items: OrderLine[]
+  subtotal: number
+  discount: number
+  total: number
+  userCouponId: number | null
+  createdAt: string
+  paidAt: string
+  cancelledAt?: string
+}
+
+export type PlaceOrderInput = {
+  items: Array<{ productId: number; quantity: number }>
+  userCouponId?: number | undefined
+}
+
+export type PlacementRequest = { userId: number; input: PlaceOrderInput; record: RecordEffect }
+
+/** Refused for lack of stock; `left` is what MySQL had for the line once the orders before it took theirs. */
+export class StockRefused extends AppError {
+  constructor(
+    readonly productId: number,
+    readonly left: number,
+  ) {
+    super('INSUFFICIENT_STOCK', `Not enough stock of product ${productId} for this order`)
+  }
+}
+
+export type PlacementOutcome = { order: Order; eventId: string } | { error: Error }
+
+export const eventData = (order: Order): OrderEventData => ({
+  orderId: order.id,
+  userId: order.userId,
+  status: order.status,
+  items: order.items.map(({ productId, quantity, unitPrice }) => ({ productId, quantity, unitPrice })),
+  subtotal: order.subtotal,
+  discount: order.discount,
+  total: order.total,
+  userCouponId: order.userCouponId,
+  paidAt: order.paidAt,
+  ...(order.cancelledAt ? { cancelledAt: order.cancelledAt } : {}),
+})
+
+type ProductRow = { id: number; name: string; price: number; stock: number }
+type UserCouponRow = {
+  id: number
+  user_id: number
+  status: 'AVAILABLE' | 'USED'
+  expires_at: Date
+  coupon_id: number
+}
+type CouponRow = { id: number; type: 'FIXED' | 'PERCENT'; value: number; min_order_amount: number }
+type BalanceRow = { user_id: number; balance: number }
+type Header = { affectedRows: number }
+
+type Winner = {
+  index: number
+  userId: number
+  lines: OrderLine[]
+  subtotal: number
+  discount: number
+  total: number
+  userCouponId: number | null
+  /** The user has no balance row yet (a free order): it is opened in the same transaction. */
+  opensAccount: boolean
+}
+
+const unique = (values: number[]) => [...new Set(values)]
+const notUsable = (detail: string) => new AppError('COUPON_NOT_USABLE', detail)
+
+const DUPLICATE_ENTRY = 1062
+
+/** A guarded UPDATE matched no row although the rows were locked and checked: nothing is committed. */
+class GuardMismatch extends Error {
+  override name = 'GuardMismatch'
+}
+
+/**
+ * Reads and locks every row the batch's orders can change, in the one lock order of every transaction
+ * here (user coupons, then balances, then products, each by ascending id: docs/orders.md), in one round
+ * trip. Coupon terms are read without a lock: a coupon's definition never changes.
+ */
+function lockingReads(requests: PlacementRequest[]) {
+  const couponIds = unique(
+    requests.flatMap((r) => (r.input.userCouponId === undefined ? [] : [r.input.userCouponId])),
+  )
+  const userIds = unique(requests.map((r) => r.userId))
+  const productIds = unique(requests.flatMap((r) => r.input.items.map((item) => item.productId)))
+  const statements = [
+    sqlText(
+      'SELECT id, user_id, status, expires_at, coupon_id FROM user_coupons WHERE id IN (?) ORDER BY id FOR UPDATE',
+      [couponIds.length > 0 ? couponIds : [0]],
+    ),
+    sqlText(
+      'SELECT c.id, c.type, c.value, c.min_order_amount FROM coupons c JOIN user_coupons uc ON uc.coupon_id = c.id WHERE uc.id IN (?)',
+      [couponIds.length > 0 ? couponIds : [0]],
+    ),
+    sqlText('SELECT user_id, balance FROM balances WHERE user_id IN (?) ORDER BY user_id FOR UPDATE', [
+      userIds,
+    ]),
+    sqlText('SELECT id, name, price, stock FROM products WHERE id IN (?) ORDER BY id FOR UPDATE', [
+      productIds,
+    ]),
+  ]
+  return statements.join(';')
+}
+
+/**
+ * Decides each order in arrival order against what the locked rows hold, as MySQL's guards would: the
+ * refusals in the order the single-order path reported them (unknown product, coupon, balance, stock),
+ * and each winner's share taken from the running balance, coupon and stock before the next is decided.
+ * The guarded UPDATEs that follow stay the ground truth (GuardMismatch if one ever disagrees).
+ */
+function decide(
+  requests: PlacementRequest[],
+  rows: {
+    userCoupons: UserCouponRow[]
+    coupons: CouponRow[]
+    balances: BalanceRow[]
+    products: ProductRow[]
+  },
+  now: Date,
+): Array<Winner | Error> {
+  const products = new Map(rows.products.map((p) => [p.id, p]))
+  const stock = new Map(rows.products.map((p) => [p.id, p.stock]))
+  const balance = new Map(rows.balances.map((b) => [b.user_id, b.balance]))
+  const userCoupons = new Map(rows.userCoupons.map((c) => [c.id, c]))
+  const terms = new Map(rows.coupons.map((c) => [c.id, c]))
+  const used = new Set<number>()
+
+  return requests.map(({ userId, input }, index): Winner | Error => {
+    const missing = input.items.find((item) => !products.has(item.productId))
+    if (missing) return new AppError('PRODUCT_NOT_FOUND', `Product ${missing.productId} does not exist`)
+    const priced = priceLines(
+      input.items.map((item) => {
+        const product = products.get(item.productId) as ProductRow
+        return {
+          productId: item.productId,
+          name: product.name,
+          unitPrice: product.price,
+          quantity: item.quantity,
+        }
+      }),
+    )
+    let discount = 0
+    const couponId = input.userCouponId ?? null
+    if (couponId !== null) {
+      const held = userCoupons.get(couponId)
+      if (!held || held.user_id !== userId) return notUsable(`You hold no coupon ${couponId}`)
+      if (held.status !== 'AVAILABLE' || used.has(couponId))
+        return notUsable(`Coupon ${couponId} was already used`)
+      if (held.expires_at <= now) return notUsable(`Coupon ${couponId} has expired`)
+      const coupon = terms.get(held.coupon_id)
+      if (!coupon) return notUsable(`Coupon ${couponId} was already used`)
+      if (priced.subtotal < coupon.min_order_amount) {
+        return notUsable(`Coupon ${couponId} needs an order of at least ${coupon.min_order_amount} won`)
+      }
+      discount = discountFor(priced.subtotal, { type: coupon.type, value: coupon.value })
+    }
+    const total = priced.subtotal - discount
+    const has = balance.get(userId)
+    if ((has ?? 0) < total) {
+      return new AppError('INSUFFICIENT_BALANCE', `The order total of ${total} won exceeds the balance`)
+    }
+    const lines = [...priced.lines].sort((a, b) => a.productId - b.productId)
+    for (const line of lines) {
+      const left = stock.get(line.productId) as number
+      if (left < line.quantity) return new StockRefused(line.productId, left)
+    }
+    for (const line of lines) stock.set(line.productId, (stock.get(line.productId) as number) - line.quantity)
+    balance.set(userId, (has ?? 0) - total)
+    if (couponId !== null) used.add(couponId)
+    return {
+      index,
+      userId,
+      lines,
+      subtotal: priced.subtotal,
+      discount,
+      total,
+      userCouponId: couponId,
+      opensAccount: has === undefined,
+    }
+  })
+}
+
+/**
+ * The winners' writes in one round trip: each order its own row, lines, coupon use and balance debit with
+ * its ledger entry (INSERT … SELECT takes balance_after from the row just changed), then one guarded stock
+ * UPDATE per product for the batch's sum, last, so that a hot product's row is changed as late as
+ * possible. `guards` are the statements whose affected rows must be 1.
+ */
+function writes(winners: Winner[], now: Date) {
+  const statements: string[] = []
+  const guards: number[] = []
+  const add = (sql: string, values: unknown[], guard = false) => {
+    if (guard) guards.push(statements.length)
+    statements.push(sqlText(sql, values))
+  }
+  for (const [i, w] of winners.entries()) {
+    const id = `@placed_${i}`
+    add(
+      "INSERT INTO orders (user_id, status, subtotal, discount, total, user_coupon_id, created_at, paid_at) VALUES (?, 'PAID', ?, ?, ?, ?, ?, ?)",
+      [w.userId, w.subtotal, w.discount, w.total, w.userCouponId, now, now],
+    )
+    statements.push(`SET ${id} = LAST_INSERT_ID()`)
+    statements.push(
+      `INSERT INTO order_lines (order_id, product_id, name, unit_price, quantity, line_total) VALUES ${w.lines
+        .map((l) =>
+          sqlText(`(${id}, ?, ?, ?, ?, ?)`, [l.productId, l.name, l.unitPrice, l.quantity, l.lineTotal]),
+        )
+        .join(', ')}`,
+    )
+    if (w.userCouponId !== null) {
+      add(
+        `UPDATE user_coupons SET status = 'USED', used_at = ?, order_id = ${id} WHERE id = ? AND user_id = ? AND status = 'AVAILABLE' AND expires_at > ?`,
+        [now, w.userCouponId, w.userId, now],
+        true,
+      )
+    }
+    if (w.opensAccount) {
+      add('INSERT IGNORE INTO balances (user_id, balance, created_at, updated_at) VALUES (?, 0, ?, ?)', [
+        w.userId,
+        now,
+        now,
+      ])
+    }
+    add(
+      'UPDATE balances SET balance = balance - ?, updated_at = ? WHERE user_id = ? AND balance >= ?',
+      [w.total, now, w.userId, w.total],
+      true,
+    )
+    add(
+      `INSERT INTO balance_ledger (user_id, type, amount, balance_after, order_id, created_at) SELECT user_id, 'PAYMENT', ?, balance, ${id}, ? FROM balances WHERE user_id = ?`,
+      [-w.total, now, w.userId],
+    )
+  }
+  const taken = new Map<number, number>()
+  for (const w of winners)
+    for (const l of w.lines) taken.set(l.productId, (taken.get(l.productId) ?? 0) + l.quantity)
+  for (const [productId, quantity] of [...taken].sort(([a], [b]) => a - b)) {
+    add(
+      'UPDATE products SET stock = stock - ? WHERE id = ? AND stock >= ?',
+      [quantity, productId, quantity],
+      true,
+    )
+  }
+  statements.push(`SELECT ${winners.map((_, i) => `@placed_${i}`).join(', ')}`)
+  return { sql: statements.join(';'), guards }
+}
+
+export type PlaceBatchOptions = TransactionOptions & {
+  /** Lets a test see the moment the rows are locked (group-commit tests); never set in the service. */
+  onLocked?: () => Promise<void>
+}
+
+/**
+ * Places a batch of orders in one transaction of three round trips: lock and read, write, commit (with
+ * the outbox events and idempotency keys). Each order keeps its own rows, ledger entry, event and key;
+ * each is decided on its own, so one order's refusal never fails another's. See docs/orders.md.
+ */
+export async function placeBatch(
+  pool: Pool,
+  requests: PlacementRequest[],
+  options: PlaceBatchOptions = {},
+): Promise<PlacementOutcome[]> {
+  try {
+    return await inSqlTransaction(
+      pool,
+      async (session) => {
+        const now = new Date()
+        const [userCoupons, coupons, balances, products] = (await session.query(lockingReads(requests))) as [
+          UserCouponRow[],
+          CouponRow[],
+          BalanceRow[],
+          ProductRow[],
+        ]
+        await options.onLocked?.()
+        const decided = decide(requests, { userCoupons, coupons, balances, products }, now)
+        const winners = decided.filter((d): d is Winner => !(d instanceof Error))
+        const outcomes: PlacementOutcome[] = decided.map((d) =>
+          d instanceof Error ? { error: d } : { error: new Error('pending') },
+        )
+        if (winners.length === 0) return outcomes
+
+        const { sql, guards } = writes(winners, now)
+        const results = (await session.query(sql)) as unknown[]
+        if (guards.some((i) => (results[i] as Header).affectedRows !== 1)) {
+          throw new GuardMismatch('a guarded UPDATE disagreed with the locked rows')
+        }
+        const [ids] = results.at(-1) as [Record<string, number>]
+        const events: unknown[][] = []
+        const keys: string[] = []
+        for (const [i, w] of winners.entries()) {
+          const order: Order = {
+            id: Number(Object.values(ids)[i]),
+            userId: w.userId,
+            status: 'PAID',
+            items: w.lines,
+            subtotal: w.subtotal,
+            discount: w.discount,
+            total: w.total,
+            userCouponId: w.userCouponId,
+            createdAt: now.toISOString(),
+            paidAt: now.toISOString(),
+          }
+          const envelope: EventEnvelope = {
+            eventId: randomUUID(),
+            type: 'order.completed',
+            schemaVersion: 1,
+            occurredAt: now.toISOString(),
+            data: eventData(order),
+          }
+          events.push([envelope.eventId, envelope.type, order.id, JSON.stringify(envelope), now])
+          const key = requests[w.index]?.record.sql(order) ?? ''
+          if (key !== '') keys.push(key)
+          outcomes[w.index] = { order, eventId: envelope.eventId }
+        }
+        await session.commit(
+          [
+            sqlText('INSERT INTO outbox (event_id, type, aggregate_id, payload, created_at) VALUES ?', [
+              events,
+            ]),
+            ...keys,
+          ].join(';'),
+        )
+        return outcomes
+      },
+      options,
+    )
+  } catch (error) {
+    // A guard that disagreed, or a key another request committed first: nothing was committed. Alone,
+    // each order meets its own verdict (KeyTaken, or the guard's) without failing the others.
+    const isolate = error instanceof GuardMismatch || mysqlErrno(error) === DUPLICATE_ENTRY
+    if (!isolate || requests.length === 1) {
+      if (mysqlErrno(error) === DUPLICATE_ENTRY) return [{ error: new KeyTaken() }]
+      throw error
+    }
+    return (await Promise.all(requests.map((request) => placeBatch(pool, [request], options)))).flat()
+  }
+}
