@@ -1,5 +1,4 @@
 import { type Context, Hono } from 'hono'
-import { bodyLimit } from 'hono/body-limit'
 import { matchedRoutes } from 'hono/route'
 import type { Deps } from '../deps'
 import { AppError, isAppError } from '../errors'
@@ -9,8 +8,10 @@ import { createDocsApp } from './docs'
 import type { DocumentedRoute } from './openapi'
 import { problemResponse } from './problem'
 import { rateLimit } from './rate-limit'
+import { MAX_BODY_BYTES, tooLarge } from './validate'
 
-export const MAX_BODY_BYTES = 64 * 1024
+export { MAX_BODY_BYTES }
+
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const PING_TIMEOUT_MS = 1_000
@@ -122,17 +123,15 @@ export function createServiceApp(
     await next()
   })
 
-  const limitBody = bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: (c) =>
-      problemResponse(
-        c as Context<AppEnv>,
-        new AppError('PAYLOAD_TOO_LARGE', `Request bodies are limited to ${MAX_BODY_BYTES} bytes`),
-      ),
+  // A declared length over the limit is refused before anything reads the body; a chunked body is
+  // counted as the route reads it (readBody in ./validate).
+  app.use('*', async (c, next) => {
+    const length = Number(c.req.header('Content-Length') ?? 0)
+    if (BODY_METHODS.has(c.req.method) && length > MAX_BODY_BYTES) {
+      throw tooLarge()
+    }
+    await next()
   })
-  // Only where a body may come: hono's body limit reads the web Request's body, which makes the Node
-  // adapter build a full Request for every GET as well.
-  app.use('*', (c, next) => (BODY_METHODS.has(c.req.method) ? limitBody(c, next) : next()))
 
   app.get('/health/live', (c) => c.json({ status: 'live' }))
 

@@ -10,7 +10,7 @@ import {
 } from '../idempotency/idempotency'
 import { type Access, requireAuth } from './auth'
 import type { AppEnv, AuthClaims } from './context'
-import { parse, parseJson, readJsonBody, readQuery } from './validate'
+import { parse, parseJson, readBody, readJsonBody, readQuery } from './validate'
 
 type Schema = v.GenericSchema
 
@@ -81,7 +81,7 @@ const NoFields = v.strictObject({})
 /** A route without a body schema takes none: `{}` is tolerated, any field is a 400 like any unknown field. */
 async function refuseBody(c: Context<AppEnv>): Promise<undefined> {
   if (c.req.method === 'GET') return undefined
-  const text = await c.req.text()
+  const text = await readBody(c)
   if (text.trim() !== '') parse(NoFields, parseJson(text))
   return undefined
 }
