@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http'
 import { type Context, Hono } from 'hono'
 import { matchedRoutes } from 'hono/route'
 import type { Deps } from '../deps'
@@ -90,7 +91,11 @@ export function createServiceApp(
     const incoming = c.req.header('X-Request-Id')
     const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID()
     c.set('requestId', requestId)
-    c.header('X-Request-Id', requestId)
+    // On Node's response itself where there is one: a header set through Hono makes it build a web
+    // Headers object for every response, which the Node adapter otherwise skips.
+    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
+    if (outgoing) outgoing.setHeader('X-Request-Id', requestId)
+    else c.header('X-Request-Id', requestId)
     await next()
     const route = routeLabel(c)
     const seconds = (performance.now() - started) / 1000
