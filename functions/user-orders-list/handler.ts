@@ -2,11 +2,11 @@ import type { Deps } from '../../shared/deps'
 import { assertSelfOrAdmin } from '../../shared/http/auth'
 import { routeApp } from '../../shared/http/route'
 import { toPage } from '../../shared/http/schemas'
-import { createOrders, type OrderDeps } from '../../shared/orders/orders'
+import { createOrderReader } from '../../shared/orders/read'
 import { route } from './route'
 
-export default function createUserOrdersListApp(deps: OrderDeps & Pick<Deps, 'config'>) {
-  const orders = createOrders(deps)
+export default function createUserOrdersListApp(deps: Pick<Deps, 'db' | 'config'>) {
+  const orders = createOrderReader(deps)
   return routeApp(route, deps, async ({ params, query, auth }, c) => {
     assertSelfOrAdmin(auth, params.userId)
     const rows = await orders.listForUser(params.userId, query)

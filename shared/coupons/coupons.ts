@@ -1,5 +1,6 @@
 import { and, desc, eq, gt, lte, type SQL } from 'drizzle-orm'
 import { createCache } from '../cache/cache-aside'
+import { createNearCache } from '../cache/near-cache'
 import { coupons, userCoupons } from '../db/schema'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
@@ -48,7 +49,10 @@ const DEFINITION_TTL_MS = 10 * 60 * 1000
  */
 const MISSING_TTL_MS = 5_000
 
-export type CouponDeps = Pick<Deps, 'db' | 'dbRead' | 'redis' | 'metrics' | 'logger' | 'config'>
+export type CouponDeps = Pick<
+  Deps,
+  'db' | 'dbRead' | 'redis' | 'metrics' | 'logger' | 'config' | 'bus' | 'once'
+>
 
 type CouponRow = typeof coupons.$inferSelect
 
@@ -99,19 +103,25 @@ const statusFilter = (status: UserCouponStatus | undefined, now: Date): SQL | un
 
 export function createCouponCatalog(deps: CouponDeps) {
   const { db, dbRead } = deps
-  // Two layers. `recent` answers every lookup and keeps hits and misses for MISSING_TTL_MS (so concurrent
-  // lookups of an unknown id wait for one loader's answer instead of each asking MySQL); on expiry it asks
-  // `known`, which keeps definitions only, for DEFINITION_TTL_MS: a known coupon costs MySQL nothing.
-  const recent = createCache<{ coupon: CouponDefinition | null }>({
-    ...deps,
-    name: 'coupon-lookup',
-    ttlMs: MISSING_TTL_MS,
-  })
-  const known = createCache<CouponDefinition>({
-    ...deps,
-    name: 'coupon-known',
-    ttlMs: DEFINITION_TTL_MS,
-  })
+  // Two layers, each in memory in front of Redis (near caches, one pair per process). `recent` answers
+  // every lookup and keeps hits and misses for MISSING_TTL_MS (so concurrent lookups of an unknown id wait
+  // for one loader's answer instead of each asking MySQL); on expiry it asks `known`, which keeps
+  // definitions only, for DEFINITION_TTL_MS: a known coupon costs MySQL nothing, and an issue request
+  // costs no round trip before the claim script.
+  const { recent, known } = deps.once('coupon-definitions', () => ({
+    recent: createNearCache<{ coupon: CouponDefinition | null }>({
+      shared: createCache({ ...deps, name: 'coupon-lookup', ttlMs: MISSING_TTL_MS }),
+      bus: deps.bus,
+      metrics: deps.metrics,
+      memoryTtlMs: MISSING_TTL_MS,
+    }),
+    known: createNearCache<CouponDefinition>({
+      shared: createCache({ ...deps, name: 'coupon-known', ttlMs: DEFINITION_TTL_MS }),
+      bus: deps.bus,
+      metrics: deps.metrics,
+      memoryTtlMs: DEFINITION_TTL_MS,
+    }),
+  }))
 
   const findRow = async (id: number) => {
     const [row] = await db.select().from(coupons).where(eq(coupons.id, id)).limit(1)
@@ -121,6 +131,8 @@ export function createCouponCatalog(deps: CouponDeps) {
   /** The coupon's definition, or null when there is none; from Redis once looked up. */
   const definition = async (id: number): Promise<CouponDefinition | null> => {
     const key = String(id)
+    const held = recent.peek(key)
+    if (held !== undefined) return held.coupon
     const looked = await recent.get(key, async () => ({
       coupon: await known.get(key, async () => {
         const row = await findRow(id)

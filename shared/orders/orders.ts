@@ -1,62 +1,22 @@
-import { and, asc, desc, eq, inArray, lt, sql } from 'drizzle-orm'
+import { and, eq, sql } from 'drizzle-orm'
 import { refund } from '../balance/balance'
 import { createStockGate } from '../catalog/stock-gate'
 import { releaseCoupon } from '../coupons/usage'
-import { type DbOrTx, poolOf, type Tx } from '../db/client'
-import { orderLines, orders, products } from '../db/schema'
+import { poolOf, type Tx } from '../db/client'
+import { orders, products } from '../db/schema'
 import { inTransaction } from '../db/transaction'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
 import { writeOutboxEvent } from '../events/outbox'
 import { noKey, type RecordEffect } from '../idempotency/idempotency'
 import { createCombiner } from './combiner'
-import {
-  eventData,
-  type Order,
-  type PlacementOutcome,
-  type PlacementRequest,
-  type PlaceOrderInput,
-  placeBatch,
-  StockRefused,
-} from './placement'
+import { eventData, type Order, type PlaceOrderInput, readOrder } from './order'
+import { type PlacementOutcome, type PlacementRequest, placeBatch, StockRefused } from './placement'
 
-export type { Order, OrderLine, PlaceOrderInput } from './placement'
+export type { Order, OrderLine, PlaceOrderInput } from './order'
 
 export type OrderDeps = Pick<Deps, 'db' | 'redis' | 'logger' | 'metrics' | 'outbox' | 'once'>
-type Caller = { userId: number; role: 'user' | 'admin' }
-
-async function readOrder(db: DbOrTx, orderId: number): Promise<Order | undefined> {
-  const [row] = await db.select().from(orders).where(eq(orders.id, orderId))
-  if (!row) return undefined
-  const lines = await db
-    .select()
-    .from(orderLines)
-    .where(eq(orderLines.orderId, orderId))
-    .orderBy(asc(orderLines.productId))
-  return toOrder(row, lines)
-}
-
-function toOrder(row: typeof orders.$inferSelect, lines: Array<typeof orderLines.$inferSelect>): Order {
-  return {
-    id: row.id,
-    userId: row.userId,
-    status: row.status,
-    items: lines.map((line) => ({
-      productId: line.productId,
-      name: line.name,
-      unitPrice: line.unitPrice,
-      quantity: line.quantity,
-      lineTotal: line.lineTotal,
-    })),
-    subtotal: row.subtotal,
-    discount: row.discount,
-    total: row.total,
-    userCouponId: row.userCouponId,
-    createdAt: row.createdAt.toISOString(),
-    paidAt: row.paidAt.toISOString(),
-    ...(row.cancelledAt ? { cancelledAt: row.cancelledAt.toISOString() } : {}),
-  }
-}
+export type Caller = { userId: number; role: 'user' | 'admin' }
 
 /** Gives a cancelled order's stock back in ascending product id, the one lock order of every transaction. */
 async function restock(tx: Tx, lines: Array<{ productId: number; quantity: number }>) {
@@ -91,7 +51,11 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
     const retried = onRetry('order-create')
     return createCombiner<PlacementRequest, PlacementOutcome>(
       (batch) => placeBatch(pool, batch, { onRetry: retried }),
-      { maxBatch: MAX_BATCH, concurrency: BATCHES_IN_FLIGHT, onBatch: (size) => deps.metrics.orderBatchSize.observe(size) },
+      {
+        maxBatch: MAX_BATCH,
+        concurrency: BATCHES_IN_FLIGHT,
+        onBatch: (size) => deps.metrics.orderBatchSize.observe(size),
+      },
     )
   })
 
@@ -186,42 +150,5 @@ export function createOrders(deps: OrderDeps, options: OrderOptions = {}) {
      */
     cancel: (caller: Caller, orderId: number, record: RecordEffect = noKey) =>
       counted('cancel', 'cancelled', () => cancelOrder(caller, orderId, record)),
-
-    /** The order, for its owner or an admin; anyone else gets 404 (ids are not probeable). */
-    async get(caller: Caller, orderId: number): Promise<Order> {
-      const order = await readOrder(db, orderId)
-      if (!order || (caller.role !== 'admin' && order.userId !== caller.userId)) {
-        throw new AppError('ORDER_NOT_FOUND', `Order ${orderId} does not exist`)
-      }
-      return order
-    },
-
-    /** A user's orders, newest first, from the primary (a user sees their own order at once). */
-    async listForUser(userId: number, page: { limit: number; cursor?: number | undefined }) {
-      const rows = await db
-        .select()
-        .from(orders)
-        .where(
-          and(eq(orders.userId, userId), page.cursor === undefined ? undefined : lt(orders.id, page.cursor)),
-        )
-        .orderBy(desc(orders.id))
-        .limit(page.limit + 1)
-      const ids = rows.map((row) => row.id)
-      const lines =
-        ids.length === 0
-          ? []
-          : await db
-              .select()
-              .from(orderLines)
-              .where(inArray(orderLines.orderId, ids))
-              .orderBy(asc(orderLines.productId))
-      return rows.map((row) => ({
-        row,
-        order: toOrder(
-          row,
-          lines.filter((line) => line.orderId === row.id),
-        ),
-      }))
-    },
   }
 }

@@ -3,35 +3,10 @@ import type { Pool } from 'mysql2'
 import { sqlText } from '../db/sql-text'
 import { inSqlTransaction, mysqlErrno, type TransactionOptions } from '../db/transaction'
 import { AppError } from '../errors'
-import type { EventEnvelope, OrderEventData } from '../events/outbox'
+import type { EventEnvelope } from '../events/outbox'
 import { KeyTaken, type RecordEffect } from '../idempotency/idempotency'
+import { eventData, type Order, type OrderLine, type PlaceOrderInput } from './order'
 import { discountFor, priceLines } from './pricing'
-
-export type OrderLine = {
-  productId: number
-  name: string
-  unitPrice: number
-  quantity: number
-  lineTotal: number
-}
-export type Order = {
-  id: number
-  userId: number
-  status: 'PAID' | 'CANCELLED'
-  items: OrderLine[]
-  subtotal: number
-  discount: number
-  total: number
-  userCouponId: number | null
-  createdAt: string
-  paidAt: string
-  cancelledAt?: string
-}
-
-export type PlaceOrderInput = {
-  items: Array<{ productId: number; quantity: number }>
-  userCouponId?: number | undefined
-}
 
 export type PlacementRequest = { userId: number; input: PlaceOrderInput; record: RecordEffect }
 
@@ -46,19 +21,6 @@ export class StockRefused extends AppError {
 }
 
 export type PlacementOutcome = { order: Order; eventId: string } | { error: Error }
-
-export const eventData = (order: Order): OrderEventData => ({
-  orderId: order.id,
-  userId: order.userId,
-  status: order.status,
-  items: order.items.map(({ productId, quantity, unitPrice }) => ({ productId, quantity, unitPrice })),
-  subtotal: order.subtotal,
-  discount: order.discount,
-  total: order.total,
-  userCouponId: order.userCouponId,
-  paidAt: order.paidAt,
-  ...(order.cancelledAt ? { cancelledAt: order.cancelledAt } : {}),
-})
 
 type ProductRow = { id: number; name: string; price: number; stock: number }
 type UserCouponRow = {
