@@ -91,6 +91,29 @@ describe('GET /v1/products/:productId', () => {
     expect((await call(t.app, 'GET', `/v1/products/${id}`)).body).toMatchObject({ stock: 49 })
   })
 
+  it('shows an admin update on the next read in another process, whose memory held the old one', async () => {
+    const other = await createTestDeps()
+    try {
+      const otherApp = createTestApp(other, [createProductGetApp])
+      const id = await insertProduct(t.deps, { name: 'Old name', price: 1_000 })
+      // The other process now holds the product in memory (a second read there is a memory hit).
+      expect((await call(otherApp, 'GET', `/v1/products/${id}`)).body).toMatchObject({ name: 'Old name' })
+      expect((await call(otherApp, 'GET', `/v1/products/${id}`)).body).toMatchObject({ name: 'Old name' })
+      const admin = await tokenFor(t.deps, 1, 'admin')
+      const patch = await call(t.app, 'PATCH', `/v1/admin/products/${id}`, {
+        token: admin,
+        body: { name: 'New name', price: 2_000 },
+      })
+      expect(patch.status).toBe(200)
+      expect((await call(otherApp, 'GET', `/v1/products/${id}`)).body).toMatchObject({
+        name: 'New name',
+        price: 2_000,
+      })
+    } finally {
+      await other.close()
+    }
+  })
+
   it('loads an uncached product once across two processes (the Redis lock)', async () => {
     const other = await createTestDeps()
     try {
