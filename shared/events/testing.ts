@@ -1,11 +1,11 @@
 import { randomBytes, randomInt, randomUUID } from 'node:crypto'
-import net from 'node:net'
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib'
 import { sql } from 'drizzle-orm'
 import { Redis } from 'ioredis'
 import type { Db } from '../db/client'
 import { applyMigrations } from '../runtime/deps'
 import { createTestDeps, testConfig } from '../testing/harness'
+import { createTcpProxy, type TcpProxy } from '../testing/tcp-proxy'
 import { type EventEnvelope, type OrderEventData, type OrderEventType, writeOutboxEvent } from './outbox'
 import { declareTopology, deleteTopology, eventTopology } from './topology'
 
@@ -50,92 +50,8 @@ export async function createIsolatedDatabase(label: string) {
   }
 }
 
-/**
- * A TCP proxy the test controls, to fail a service the ways a network does: `cut` destroys every open
- * connection and refuses new ones until `restore`; `blackhole` lets connections open but carries nothing
- * either way (a hung peer, a dropped route) until `restore` delivers what was held back, as TCP would
- * retransmit it; `cutWhen` cuts just the one connection whose
- * next client packet matches, before that packet reaches the server (say, the COMMIT of a transaction).
- */
-export async function createTcpProxy(targetPort: number, targetHost = '127.0.0.1') {
-  const sockets = new Set<net.Socket>()
-  let mode: 'up' | 'cut' | 'blackhole' = 'up'
-  let trigger: ((chunk: Buffer) => boolean) | undefined
-  /** What a blackhole held back, in order: delivered by restore() to whichever socket is still open. */
-  let held: Array<{ to: net.Socket; chunk: Buffer }> = []
-  const send = (to: net.Socket, chunk: Buffer) => {
-    if (mode === 'blackhole') held.push({ to, chunk })
-    else to.write(chunk)
-  }
-  const track = (socket: net.Socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-    socket.on('error', () => socket.destroy())
-  }
-  const server = net.createServer((client) => {
-    // While cut, a connection is accepted and dropped at once. The port stays ours: closing the listener
-    // would free it, and on a busy machine another socket can take it before restore() listens again.
-    if (mode === 'cut') {
-      client.destroy()
-      return
-    }
-    track(client)
-    const upstream = net.connect(targetPort, targetHost)
-    track(upstream)
-    client.on('data', (chunk: Buffer) => {
-      if (mode !== 'blackhole' && trigger?.(chunk)) {
-        trigger = undefined
-        client.destroy()
-        upstream.destroy()
-        return
-      }
-      send(upstream, chunk)
-    })
-    upstream.on('data', (chunk: Buffer) => send(client, chunk))
-    client.on('close', () => upstream.destroy())
-    upstream.on('close', () => client.destroy())
-  })
-  const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject)
-      const address = server.address()
-      resolve(typeof address === 'object' && address !== null ? address.port : 0)
-    })
-  })
-  return {
-    port,
-    async cut() {
-      mode = 'cut'
-      for (const socket of sockets) socket.destroy()
-    },
-    async blackhole() {
-      mode = 'blackhole'
-    },
-    async restore() {
-      mode = 'up'
-      for (const { to, chunk } of held) if (!to.destroyed) to.write(chunk)
-      held = []
-    },
-    /** Resolves once a client packet matched `match` and its connection was cut. */
-    cutWhen(match: (chunk: Buffer) => boolean): Promise<void> {
-      return new Promise((resolve) => {
-        trigger = (chunk) => {
-          if (!match(chunk)) return false
-          resolve()
-          return true
-        }
-      })
-    },
-    async close() {
-      mode = 'cut'
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
-  }
-}
-
-export type TcpProxy = Awaited<ReturnType<typeof createTcpProxy>>
+/** The proxy the event and failure tests cut, blackhole and restore dependencies with (the fault suite's too). */
+export { createTcpProxy, type TcpProxy }
 
 export type ObservedMessage = {
   body: unknown
