@@ -15,30 +15,48 @@ afterAll(async () => {
   await deps.close()
 })
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+/** Resolves for every party once `parties` of them have arrived: an explicit signal instead of a sleep. */
+function barrier(parties: number) {
+  let arrived = 0
+  let open: () => void = () => undefined
+  const opened = new Promise<void>((resolve) => {
+    open = resolve
+  })
+  return async () => {
+    arrived++
+    if (arrived === parties) open()
+    await opened
+  }
+}
 
 describe('inTransaction', () => {
   it('retries the whole transaction after a real deadlock, and both sides commit once', async () => {
     const a = await insertProduct(deps, { stock: 100 })
     const b = await insertProduct(deps, { stock: 100 })
     const retries: number[] = []
-    // Opposite lock order on purpose: InnoDB kills one side with 1213, which must be retried, not lost.
-    const take = (first: number, second: number) =>
-      inTransaction(
+    const bothHoldTheirFirstRow = barrier(2)
+    // Opposite lock order on purpose: once each side holds its first row, each asks for the other's, so
+    // InnoDB must kill one side with 1213, which must be retried, not lost. Only the first attempts meet
+    // at the barrier: a retry runs alone.
+    const take = (first: number, second: number) => {
+      let attempt = 0
+      return inTransaction(
         deps.db,
         async (tx) => {
+          attempt++
           await tx
             .update(products)
             .set({ stock: sql`${products.stock} - 1` })
             .where(eq(products.id, first))
-          await sleep(200)
+          if (attempt === 1) await bothHoldTheirFirstRow()
           await tx
             .update(products)
             .set({ stock: sql`${products.stock} - 1` })
             .where(eq(products.id, second))
         },
-        { onRetry: (attempt) => retries.push(attempt) },
+        { onRetry: (retry) => retries.push(retry) },
       )
+    }
     await Promise.all([take(a, b), take(b, a)])
     expect(retries.length).toBeGreaterThanOrEqual(1)
     const rows = await deps.db
@@ -54,11 +72,16 @@ describe('inTransaction', () => {
     const held = new Promise<void>((resolve) => {
       release = resolve
     })
+    let locked: () => void = () => undefined
+    const rowIsLocked = new Promise<void>((resolve) => {
+      locked = resolve
+    })
     const holder = deps.db.transaction(async (tx) => {
       await tx.execute(sql`SELECT id FROM products WHERE id = ${id} FOR UPDATE`)
+      locked()
       await held
     })
-    await sleep(100)
+    await rowIsLocked
     let attempts = 0
     const waiting = inTransaction(
       deps.db,

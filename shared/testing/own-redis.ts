@@ -12,6 +12,9 @@ export type OwnRedis = {
   url: string
   start(): Promise<void>
   stop(): Promise<void>
+  /** Freezes the server (SIGSTOP): connections stay open and commands go unanswered until resume(). */
+  pause(): void
+  resume(): void
   flushAll(): Promise<void>
 }
 
@@ -81,6 +84,12 @@ export async function startOwnRedis(): Promise<OwnRedis> {
       running.kill('SIGKILL')
       await exited
       child = undefined
+    },
+    pause() {
+      child?.kill('SIGSTOP')
+    },
+    resume() {
+      child?.kill('SIGCONT')
     },
     async flushAll() {
       admin ??= new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 })
