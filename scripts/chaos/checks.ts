@@ -1,0 +1,293 @@
+import { readFileSync } from 'node:fs'
+import { type SQL, sql } from 'drizzle-orm'
+import type { Db } from '../../shared/db/client'
+import { checkInvariants } from '../../shared/invariants/check'
+import { type Attempt, type Client, outcomeLabel } from './client'
+import type { ObservedEvent } from './observer'
+
+export type Check = { name: string; ok: boolean; detail: string[] }
+
+type Row = Record<string, unknown>
+const rows = async (db: Db, query: SQL) => ((await db.execute(query)) as unknown as [Row[]])[0]
+
+const SAMPLES = 5
+
+const sample = <T>(items: T[], show: (item: T) => string) => [
+  ...items.slice(0, SAMPLES).map(show),
+  ...(items.length > SAMPLES ? [`… and ${items.length - SAMPLES} more`] : []),
+]
+
+const body = (attempt: Attempt) =>
+  'body' in attempt.answer ? (attempt.answer.body as Record<string, unknown> | null) : null
+
+/** No answer may be a 5xx other than 503 (SPEC §1: no client input and no dependency failure is a 500). */
+export function checkNoServerErrors(client: Client, logFile: string): Check {
+  const bad = client.attempts.filter(
+    (a) => typeof a.answer.status === 'number' && a.answer.status >= 500 && a.answer.status !== 503,
+  )
+  const byRoute = new Map<string, number>()
+  for (const a of bad) {
+    const label = `${a.request.method} ${a.request.kind} ${outcomeLabel(a.answer)}`
+    byRoute.set(label, (byRoute.get(label) ?? 0) + 1)
+  }
+  return {
+    name: 'no response was a 500',
+    ok: bad.length === 0,
+    detail:
+      bad.length === 0
+        ? [`${client.attempts.length} answers, none a 5xx other than 503`]
+        : [
+            `${bad.length} answers were a 5xx other than 503:`,
+            ...[...byRoute].map(([label, n]) => `  ${n} × ${label}`),
+            'what the service logged for them (most frequent first):',
+            ...loggedErrors(
+              logFile,
+              new Set(bad.map((a) => ('requestId' in a.answer ? a.answer.requestId : null))),
+            ),
+          ],
+  }
+}
+
+/** The service's error lines for the given request ids, grouped by message, most frequent first. */
+export function loggedErrors(logFile: string, requestIds: Set<string | null>): string[] {
+  const counts = new Map<string, number>()
+  let text = ''
+  try {
+    text = readFileSync(logFile, 'utf8')
+  } catch {
+    return ['  (no service log)']
+  }
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue
+    let entry: Record<string, unknown>
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>
+    } catch {
+      continue
+    }
+    if (entry.level !== 'error' || !requestIds.has(String(entry.requestId))) continue
+    const error = (entry.error ?? {}) as { message?: unknown; cause?: unknown; code?: unknown }
+    const message = `${String(entry.message)}: ${String(error.message ?? '').slice(0, 200)}${
+      error.cause ? ` (cause: ${String(error.cause).slice(0, 160)})` : ''
+    }${error.code ? ` [${String(error.code)}]` : ''}`
+    const oneLine = message.replace(/\s+/g, ' ')
+    counts.set(oneLine, (counts.get(oneLine) ?? 0) + 1)
+  }
+  const sorted = [...counts].sort((a, b) => b[1] - a[1])
+  return sorted.length === 0
+    ? ['  (no matching error lines in the service log)']
+    : sorted.slice(0, 8).map(([message, n]) => `  ${n} × ${message}`)
+}
+
+/** A request the service never answered (a timeout, a reset) is a client left not knowing what happened. */
+export function checkEveryRequestAnswered(client: Client): Check {
+  const unanswered = client.attempts.filter((a) => typeof a.answer.status !== 'number')
+  return {
+    name: 'every request got an HTTP answer',
+    ok: unanswered.length === 0,
+    detail:
+      unanswered.length === 0
+        ? ['no timeouts, no dropped connections']
+        : [
+            `${unanswered.length} requests got no answer:`,
+            ...sample(
+              unanswered,
+              (a) => `  ${a.request.method} ${a.request.path}: ${'error' in a.answer ? a.answer.error : ''}`,
+            ),
+          ],
+  }
+}
+
+export function checkReplays(client: Client): Check {
+  const replays = client.attempts.filter(
+    (a) => a.request.kind === 'replay' || a.request.kind === 'final-replay',
+  ).length
+  const keysWithTwoEffects = [...client.keyed.values()].filter((write) => write.effects > 1)
+  const ok = client.mismatches.length === 0 && keysWithTwoEffects.length === 0
+  return {
+    name: 'every replay matched its first answer; no key had two effects',
+    ok,
+    detail: [
+      `${replays} deliberate replays, ${client.keyed.size} keys; ${client.mismatches.length} answers differed from their key's first success`,
+      ...sample(client.mismatches, (m) => `  ${m.path} key ${m.key}: first ${m.expected}; later ${m.got}`),
+      ...(keysWithTwoEffects.length > 0
+        ? [
+            `${keysWithTwoEffects.length} keys were answered as a new effect more than once:`,
+            ...sample(keysWithTwoEffects, (w) => `  ${w.request.path} key ${w.request.key} × ${w.effects}`),
+          ]
+        : []),
+    ],
+  }
+}
+
+/** Every 2xx the service gave for a write is in MySQL afterwards. */
+export async function checkDurable(db: Db, client: Client): Promise<Check> {
+  const successes = client.attempts.filter(
+    (a) =>
+      a.request.method === 'POST' &&
+      typeof a.answer.status === 'number' &&
+      a.answer.status >= 200 &&
+      a.answer.status < 300,
+  )
+  const missing: string[] = []
+  const ids = (kind: (a: Attempt) => boolean, field: string) => [
+    ...new Set(successes.filter(kind).map((a) => Number(body(a)?.[field]))),
+  ]
+  const isOrder = (a: Attempt) => a.request.path === '/v1/orders'
+  const isCancel = (a: Attempt) => a.request.path.endsWith('/cancel')
+  const isCharge = (a: Attempt) => a.request.path.endsWith('/balance/charge')
+  const isIssue = (a: Attempt) => a.request.path.endsWith('/issue')
+
+  const idList = (list: number[]) => sql.join(list.length > 0 ? list : [0], sql`, `)
+  const orderIds = ids(isOrder, 'id')
+  const orders = new Map(
+    (
+      await rows(db, sql`SELECT id, user_id, total, status FROM orders WHERE id IN (${idList(orderIds)})`)
+    ).map((r) => [Number(r.id), r]),
+  )
+  for (const a of successes.filter(isOrder)) {
+    const answered = body(a)
+    const row = orders.get(Number(answered?.id))
+    if (!row || Number(row.user_id) !== a.request.userId || Number(row.total) !== Number(answered?.total)) {
+      missing.push(
+        `order ${String(answered?.id)} answered ${outcomeLabel(a.answer)} is not in MySQL as answered`,
+      )
+    }
+  }
+  const cancelled = new Set(
+    (
+      await rows(
+        db,
+        sql`SELECT id FROM orders WHERE status = 'CANCELLED' AND id IN (${idList(ids(isCancel, 'id'))})`,
+      )
+    ).map((r) => Number(r.id)),
+  )
+  for (const a of successes.filter(isCancel)) {
+    if (!cancelled.has(Number(body(a)?.id)))
+      missing.push(`cancel of order ${String(body(a)?.id)} is not in MySQL`)
+  }
+  const userIds = [...new Set(successes.filter(isCharge).map((a) => a.request.userId))]
+  const charges = new Set(
+    (
+      await rows(
+        db,
+        sql`SELECT user_id, amount, balance_after FROM balance_ledger WHERE type = 'CHARGE' AND user_id IN (${idList(userIds)})`,
+      )
+    ).map((r) => `${r.user_id}/${r.amount}/${r.balance_after}`),
+  )
+  for (const a of successes.filter(isCharge)) {
+    const amount = (a.request.body as { amount?: unknown } | undefined)?.amount
+    if (!charges.has(`${a.request.userId}/${String(amount)}/${String(body(a)?.balance)}`)) {
+      missing.push(
+        `charge of ${String(amount)} to user ${a.request.userId} (balance ${String(body(a)?.balance)}) has no ledger entry`,
+      )
+    }
+  }
+  const issued = new Map(
+    (
+      await rows(
+        db,
+        sql`SELECT id, user_id, coupon_id FROM user_coupons WHERE id IN (${idList(ids(isIssue, 'userCouponId'))})`,
+      )
+    ).map((r) => [Number(r.id), `${r.user_id}/${r.coupon_id}`]),
+  )
+  for (const a of successes.filter(isIssue)) {
+    const answered = body(a)
+    if (issued.get(Number(answered?.userCouponId)) !== `${a.request.userId}/${String(answered?.couponId)}`) {
+      missing.push(`user coupon ${String(answered?.userCouponId)} is not in MySQL as answered`)
+    }
+  }
+  return {
+    name: 'every 2xx is durable (found in MySQL)',
+    ok: missing.length === 0,
+    detail: [
+      `${successes.length} successful writes checked: ${orderIds.length} orders, ${cancelled.size} cancels, ${userIds.length} users' charges, ${issued.size} coupon issues`,
+      ...sample(missing, (m) => `  ${m}`),
+    ],
+  }
+}
+
+export async function checkSpecInvariants(db: Db): Promise<Check> {
+  const violations = await checkInvariants(db)
+  return {
+    name: 'the invariants of SPEC §4 hold (shared/invariants/check.ts)',
+    ok: violations.length === 0,
+    detail:
+      violations.length === 0
+        ? ['stock, balances, coupons and outbox rows all agree']
+        : sample(violations, (v) => `  ${v}`),
+  }
+}
+
+type OrderRow = { id: number; status: string }
+
+export async function committedOrders(db: Db): Promise<OrderRow[]> {
+  return (await rows(db, sql`SELECT id, status FROM orders`)).map((r) => ({
+    id: Number(r.id),
+    status: String(r.status),
+  }))
+}
+
+export async function unpublishedCount(db: Db): Promise<number> {
+  const [row] = await rows(db, sql`SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL`)
+  return Number(row?.n ?? 0)
+}
+
+/** What must have reached data.platform: one order.completed per order, one order.cancelled per cancelled one. */
+export function eventProblems(orders: OrderRow[], events: ObservedEvent[], outboxIds: Map<string, string>) {
+  const seen = new Map<string, Set<string>>()
+  for (const event of events) {
+    const slot = `${event.orderId}/${event.type}`
+    seen.set(slot, (seen.get(slot) ?? new Set()).add(event.eventId))
+  }
+  const known = new Set(orders.map((o) => o.id))
+  const problems: string[] = []
+  for (const order of orders) {
+    const expected =
+      order.status === 'CANCELLED' ? ['order.completed', 'order.cancelled'] : ['order.completed']
+    for (const type of ['order.completed', 'order.cancelled']) {
+      const ids = seen.get(`${order.id}/${type}`) ?? new Set()
+      const want = expected.includes(type) ? 1 : 0
+      if (ids.size !== want)
+        problems.push(
+          `order ${order.id} (${order.status}): ${ids.size} distinct ${type} events, expected ${want}`,
+        )
+      for (const id of ids) {
+        if (outboxIds.get(`${order.id}/${type}`) !== id)
+          problems.push(`order ${order.id}: ${type} event ${id} is not its outbox row's`)
+      }
+    }
+  }
+  for (const event of events) {
+    if (!known.has(event.orderId))
+      problems.push(`${event.type} event ${event.eventId} names order ${event.orderId}, never committed`)
+  }
+  return problems
+}
+
+export async function outboxEventIds(db: Db): Promise<Map<string, string>> {
+  return new Map(
+    (await rows(db, sql`SELECT aggregate_id, type, event_id FROM outbox`)).map((r) => [
+      `${r.aggregate_id}/${r.type}`,
+      String(r.event_id),
+    ]),
+  )
+}
+
+export function checkEvents(
+  orders: OrderRow[],
+  events: ObservedEvent[],
+  outboxIds: Map<string, string>,
+): Check {
+  const problems = eventProblems(orders, events, outboxIds)
+  const deliveries = events.length
+  const distinct = new Set(events.map((e) => e.eventId)).size
+  return {
+    name: 'every committed order has exactly one event of each kind on data.platform (after dedupe)',
+    ok: problems.length === 0,
+    detail: [
+      `${orders.length} orders, ${orders.filter((o) => o.status === 'CANCELLED').length} cancelled; ${distinct} distinct events in ${deliveries} deliveries`,
+      ...sample(problems, (p) => `  ${p}`),
+    ],
+  }
+}
