@@ -104,11 +104,18 @@ export function checkReplays(client: Client): Check {
   ).length
   const keysWithTwoEffects = [...client.keyed.values()].filter((write) => write.effects > 1)
   const ok = client.mismatches.length === 0 && keysWithTwoEffects.length === 0
+  const byKind = new Map<string, number>()
+  for (const m of client.mismatches) {
+    const label = `${m.path.replace(/\/\d+/g, '/{id}')}: later ${m.got.replace(/ \{.*\}/, '')}`
+    byKind.set(label, (byKind.get(label) ?? 0) + 1)
+  }
   return {
     name: 'every replay matched its first answer; no key had two effects',
     ok,
     detail: [
       `${replays} deliberate replays, ${client.keyed.size} keys; ${client.mismatches.length} answers differed from their key's first success`,
+      ...[...byKind].sort((a, b) => b[1] - a[1]).map(([label, n]) => `  ${n} × ${label}`),
+      ...(client.mismatches.length > 0 ? ['for example:'] : []),
       ...sample(client.mismatches, (m) => `  ${m.path} key ${m.key}: first ${m.expected}; later ${m.got}`),
       ...(keysWithTwoEffects.length > 0
         ? [
@@ -197,11 +204,35 @@ export async function checkDurable(db: Db, client: Client): Promise<Check> {
       missing.push(`user coupon ${String(answered?.userCouponId)} is not in MySQL as answered`)
     }
   }
+  // The other way round: an order in MySQL that no 2xx reported must come from a request whose outcome
+  // the client could not know (no key, and answered 5xx or not at all; or keyed and never resolved).
+  // More than that would be a refusal (a 4xx) that left an order behind.
+  const answered = new Set(orderIds)
+  const unreported = (await rows(db, sql`SELECT id FROM orders`)).filter((r) => !answered.has(Number(r.id)))
+  const unknowable =
+    client.attempts.filter(
+      (a) =>
+        isOrder(a) &&
+        a.request.key === undefined &&
+        (typeof a.answer.status !== 'number' || a.answer.status >= 500),
+    ).length +
+    [...client.keyed.values()].filter(
+      (w) => w.request.path === '/v1/orders' && w.first === undefined && w.lastTransient,
+    ).length
+  if (unreported.length > unknowable) {
+    missing.push(
+      `${unreported.length} orders in MySQL were never reported by a 2xx, but only ${unknowable} requests had an unknowable outcome (orders ${unreported
+        .slice(0, SAMPLES)
+        .map((r) => String(r.id))
+        .join(', ')})`,
+    )
+  }
   return {
-    name: 'every 2xx is durable (found in MySQL)',
+    name: 'every 2xx is durable (found in MySQL), and no refusal left an order behind',
     ok: missing.length === 0,
     detail: [
       `${successes.length} successful writes checked: ${orderIds.length} orders, ${cancelled.size} cancels, ${userIds.length} users' charges, ${issued.size} coupon issues`,
+      `${unreported.length} orders never reported by a 2xx; ${unknowable} order requests had an outcome their client could not know`,
       ...sample(missing, (m) => `  ${m}`),
     ],
   }
@@ -228,13 +259,30 @@ export async function committedOrders(db: Db): Promise<OrderRow[]> {
   }))
 }
 
-export async function unpublishedCount(db: Db): Promise<number> {
-  const [row] = await rows(db, sql`SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL`)
-  return Number(row?.n ?? 0)
+/**
+ * Outbox rows (committed up to `until`, or all) not yet published, or published but not yet seen on the
+ * observer's queue; with `all`, every such row, published or not.
+ */
+export async function pendingEvents(
+  db: Db | undefined,
+  observer: { events: ObservedEvent[] },
+  until?: number,
+  options: { all?: boolean } = {},
+): Promise<number> {
+  if (db === undefined) return 0
+  const found = await rows(
+    db,
+    until === undefined
+      ? sql`SELECT event_id, published_at FROM outbox`
+      : sql`SELECT event_id, published_at FROM outbox WHERE created_at <= ${new Date(until)}`,
+  )
+  if (options.all) return found.length
+  const seen = new Set(observer.events.map((event) => event.eventId))
+  return found.filter((row) => row.published_at === null || !seen.has(String(row.event_id))).length
 }
 
 /** What must have reached data.platform: one order.completed per order, one order.cancelled per cancelled one. */
-export function eventProblems(orders: OrderRow[], events: ObservedEvent[], outboxIds: Map<string, string>) {
+function eventProblems(orders: OrderRow[], events: ObservedEvent[], outboxIds: Map<string, string>) {
   const seen = new Map<string, Set<string>>()
   for (const event of events) {
     const slot = `${event.orderId}/${event.type}`

@@ -44,10 +44,14 @@ export type ReplayMismatch = { key: string; path: string; expected: string; got:
 
 const REQUEST_TIMEOUT_MS = 30_000
 
-/** 503 and 409 IDEMPOTENCY_KEY_IN_USE say "try again later": a careful client retries them with the same key. */
+/**
+ * Answers after which the client cannot know what happened, or is told to come back: no answer, any 5xx,
+ * 409 IDEMPOTENCY_KEY_IN_USE. A careful client retries them with the same key, which the contract makes
+ * safe (a 500 is still counted as a failure of its own).
+ */
 export const isTransient = (answer: Answer) =>
   typeof answer.status !== 'number' ||
-  answer.status === 503 ||
+  answer.status >= 500 ||
   (answer.status === 409 && 'code' in answer && answer.code === 'IDEMPOTENCY_KEY_IN_USE')
 
 export const outcomeLabel = (answer: Answer): string =>

@@ -75,9 +75,9 @@ const numberField = (answer: Answer, field: string): number | undefined => {
 const retryDelayMs = (attempt: number) => Math.min(2_000, 250 * 2 ** attempt)
 
 /**
- * Sends a request and, as a careful client does, retries what the service says is transient (503,
- * 409 IDEMPOTENCY_KEY_IN_USE, no answer) with the same Idempotency-Key, a bounded number of times.
- * A request without a key is never retried: it could do its effect twice.
+ * Sends a request and, as a careful client does, retries what left its outcome open (a 5xx, 409
+ * IDEMPOTENCY_KEY_IN_USE, no answer) with the same Idempotency-Key, a bounded number of times. A request
+ * without a key is never retried: it could do its effect twice.
  */
 export async function sendWithRetries(client: Client, request: Request, stopped: () => boolean) {
   let answer = await client.send(request)

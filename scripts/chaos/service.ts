@@ -65,11 +65,19 @@ export async function startService(options: {
   child.once('exit', (code, signal) => {
     leaderExit = signal ?? String(code)
   })
-  // Whatever happens to the suite, it never leaves a service behind.
+  // Whatever happens to the suite, it never leaves a service behind. The group is detached, so a Ctrl-C
+  // in the terminal reaches only the suite, which must pass it on; and on a signal Node exits without
+  // its 'exit' event unless something handles the signal.
   const killOnExit = () => {
     if (groupAlive(pgid)) process.kill(-pgid, 'SIGKILL')
   }
+  const onSignal = (signal: NodeJS.Signals) => {
+    killOnExit()
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
   process.once('exit', killOnExit)
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
 
   const baseUrl = `http://127.0.0.1:${options.port}`
   const service: Service = {
@@ -78,6 +86,8 @@ export async function startService(options: {
     exited: () => !groupAlive(pgid),
     async stop() {
       process.off('exit', killOnExit)
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
       if (!groupAlive(pgid)) return
       process.kill(-pgid, 'SIGTERM')
       const deadline = Date.now() + STOP_GRACE_MS
