@@ -3,6 +3,7 @@ import { type SQL, sql } from 'drizzle-orm'
 import type { Db } from '../../shared/db/client'
 import { checkInvariants } from '../../shared/invariants/check'
 import { type Attempt, type Client, outcomeLabel } from './client'
+import type { FaultRecord } from './faults'
 import type { ObservedEvent } from './observer'
 
 export type Check = { name: string; ok: boolean; detail: string[] }
@@ -20,8 +21,28 @@ const sample = <T>(items: T[], show: (item: T) => string) => [
 const body = (attempt: Attempt) =>
   'body' in attempt.answer ? (attempt.answer.body as Record<string, unknown> | null) : null
 
+/**
+ * Where a request (sent at `from`, answered at `to`) falls in the run: in flight during a fault, or
+ * (how long) after which heal.
+ */
+export function moment(from: number, to: number, faults: FaultRecord[], precise = false): string {
+  const during = faults.find((f) => f.startedAt <= to && from <= f.healedAt)
+  if (during) return `during ${during.kind} ${during.dependency}`
+  const before = faults.filter((f) => f.healedAt < from).at(-1)
+  if (!before) return 'before the first fault'
+  const after = precise ? `${((from - before.healedAt) / 1000).toFixed(1)} s ` : ''
+  return `${after}after ${before.kind} ${before.dependency} healed`
+}
+
+/** Counts of labels, most frequent first, one line each. */
+const tally = (labels: string[]) => {
+  const counts = new Map<string, number>()
+  for (const label of labels) counts.set(label, (counts.get(label) ?? 0) + 1)
+  return [...counts].sort((a, b) => b[1] - a[1]).map(([label, n]) => `  ${n} × ${label}`)
+}
+
 /** No answer may be a 5xx other than 503 (SPEC §1: no client input and no dependency failure is a 500). */
-export function checkNoServerErrors(client: Client, logFile: string): Check {
+export function checkNoServerErrors(client: Client, logFile: string, faults: FaultRecord[]): Check {
   const bad = client.attempts.filter(
     (a) => typeof a.answer.status === 'number' && a.answer.status >= 500 && a.answer.status !== 503,
   )
@@ -39,6 +60,8 @@ export function checkNoServerErrors(client: Client, logFile: string): Check {
         : [
             `${bad.length} answers were a 5xx other than 503:`,
             ...[...byRoute].map(([label, n]) => `  ${n} × ${label}`),
+            'when the requests were sent:',
+            ...tally(bad.map((a) => moment(a.sentAt, a.answeredAt, faults, true))),
             'what the service logged for them (most frequent first):',
             ...loggedErrors(
               logFile,
@@ -98,7 +121,7 @@ export function checkEveryRequestAnswered(client: Client): Check {
   }
 }
 
-export function checkReplays(client: Client): Check {
+export function checkReplays(client: Client, faults: FaultRecord[]): Check {
   const replays = client.attempts.filter(
     (a) => a.request.kind === 'replay' || a.request.kind === 'final-replay',
   ).length
@@ -115,6 +138,12 @@ export function checkReplays(client: Client): Check {
     detail: [
       `${replays} deliberate replays, ${client.keyed.size} keys; ${client.mismatches.length} answers differed from their key's first success`,
       ...[...byKind].sort((a, b) => b[1] - a[1]).map(([label, n]) => `  ${n} × ${label}`),
+      ...(client.mismatches.length > 0
+        ? [
+            'by kind of resend and moment:',
+            ...tally(client.mismatches.map((m) => `${m.kind}, ${moment(m.sentAt, m.at, faults)}`)),
+          ]
+        : []),
       ...(client.mismatches.length > 0 ? ['for example:'] : []),
       ...sample(client.mismatches, (m) => `  ${m.path} key ${m.key}: first ${m.expected}; later ${m.got}`),
       ...(keysWithTwoEffects.length > 0

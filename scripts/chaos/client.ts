@@ -40,7 +40,15 @@ export type KeyedWrite = {
   lastTransient: boolean
 }
 
-export type ReplayMismatch = { key: string; path: string; expected: string; got: string }
+export type ReplayMismatch = {
+  key: string
+  path: string
+  kind: RequestKind
+  sentAt: number
+  at: number
+  expected: string
+  got: string
+}
 
 const REQUEST_TIMEOUT_MS = 30_000
 
@@ -114,11 +122,11 @@ export function createClient(baseUrl: string) {
       }
     }
     attempts.push({ request, answer, sentAt, answeredAt: Date.now() })
-    if (request.key !== undefined) record(request, answer)
+    if (request.key !== undefined) record(request, answer, sentAt)
     return answer
   }
 
-  const record = (request: Request, answer: Answer) => {
+  const record = (request: Request, answer: Answer, sentAt: number) => {
     // Keys are unique per run (random), so the key alone names the request.
     const key = request.key ?? ''
     let write = keyed.get(key)
@@ -141,6 +149,9 @@ export function createClient(baseUrl: string) {
       mismatches.push({
         key: request.key ?? '',
         path: request.path,
+        kind: request.kind,
+        sentAt,
+        at: Date.now(),
         expected: `${summarise(first.status, first.body)} with Idempotent-Replayed: true`,
         got: `${summarise(answer.status, answer.body)}${answer.replayed ? ' (replayed)' : ' (not marked replayed)'}`,
       })
