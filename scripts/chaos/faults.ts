@@ -66,7 +66,7 @@ export async function runFaults(
       await sleep(calmMs)
       const proxy = proxies[fault.dependency]
       const startedAt = Date.now()
-      if (fault.kind === 'cut') await proxy.cut()
+      if (fault.kind === 'cut') await proxy.cut({ reset: true })
       else if (fault.kind === 'blackhole') await proxy.blackhole()
       else await proxy.delay(fault.latencyMs ?? LATENCY[fault.dependency])
       onEvent(`${at()}  ${describeFault(fault)}`)
