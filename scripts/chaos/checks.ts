@@ -288,30 +288,35 @@ export async function committedOrders(db: Db): Promise<OrderRow[]> {
   }))
 }
 
+/** An outbox row whose event has not been seen on the observer's queue yet. */
+export type PendingEvent = { eventId: string; published: boolean }
+
 /**
  * Outbox rows (committed up to `until`, or all) not yet published, or published but not yet seen on the
- * observer's queue; with `all`, every such row, published or not.
+ * observer's queue.
  */
 export async function pendingEvents(
-  db: Db | undefined,
+  db: Db,
   observer: { events: ObservedEvent[] },
   until?: number,
-  options: { all?: boolean } = {},
-): Promise<number> {
-  if (db === undefined) return 0
+): Promise<PendingEvent[]> {
+  const seen = new Set(observer.events.map((event) => event.eventId))
+  return (await committedEvents(db, until)).filter((row) => !row.published || !seen.has(row.eventId))
+}
+
+/** Every outbox row committed up to `until`, or all. */
+export async function committedEvents(db: Db, until?: number): Promise<PendingEvent[]> {
   const found = await rows(
     db,
     until === undefined
       ? sql`SELECT event_id, published_at FROM outbox`
       : sql`SELECT event_id, published_at FROM outbox WHERE created_at <= ${new Date(until)}`,
   )
-  if (options.all) return found.length
-  const seen = new Set(observer.events.map((event) => event.eventId))
-  return found.filter((row) => row.published_at === null || !seen.has(String(row.event_id))).length
+  return found.map((row) => ({ eventId: String(row.event_id), published: row.published_at !== null }))
 }
 
 /** What must have reached data.platform: one order.completed per order, one order.cancelled per cancelled one. */
-function eventProblems(orders: OrderRow[], events: ObservedEvent[], outboxIds: Map<string, string>) {
+function eventProblems(orders: OrderRow[], events: ObservedEvent[], outbox: Map<string, OutboxRow>) {
   const seen = new Map<string, Set<string>>()
   for (const event of events) {
     const slot = `${event.orderId}/${event.type}`
@@ -325,12 +330,17 @@ function eventProblems(orders: OrderRow[], events: ObservedEvent[], outboxIds: M
     for (const type of ['order.completed', 'order.cancelled']) {
       const ids = seen.get(`${order.id}/${type}`) ?? new Set()
       const want = expected.includes(type) ? 1 : 0
-      if (ids.size !== want)
+      const row = outbox.get(`${order.id}/${type}`)
+      if (ids.size !== want) {
+        const state = row
+          ? `its outbox row ${row.eventId} (created ${row.createdAt}) is ${row.publishedAt ? `marked published at ${row.publishedAt}` : 'unpublished'} after ${row.attempts} failed attempts`
+          : 'it has no outbox row'
         problems.push(
-          `order ${order.id} (${order.status}): ${ids.size} distinct ${type} events, expected ${want}`,
+          `order ${order.id} (${order.status}): ${ids.size} distinct ${type} events, expected ${want}; ${state}`,
         )
+      }
       for (const id of ids) {
-        if (outboxIds.get(`${order.id}/${type}`) !== id)
+        if (row?.eventId !== id)
           problems.push(`order ${order.id}: ${type} event ${id} is not its outbox row's`)
       }
     }
@@ -342,11 +352,22 @@ function eventProblems(orders: OrderRow[], events: ObservedEvent[], outboxIds: M
   return problems
 }
 
-export async function outboxEventIds(db: Db): Promise<Map<string, string>> {
+type OutboxRow = { eventId: string; createdAt: string; publishedAt: string | null; attempts: number }
+
+/** The outbox rows by `order id/type`. */
+export async function outboxRows(db: Db): Promise<Map<string, OutboxRow>> {
+  const iso = (value: unknown) => (value instanceof Date ? value.toISOString() : String(value))
   return new Map(
-    (await rows(db, sql`SELECT aggregate_id, type, event_id FROM outbox`)).map((r) => [
+    (
+      await rows(db, sql`SELECT aggregate_id, type, event_id, created_at, published_at, attempts FROM outbox`)
+    ).map((r) => [
       `${r.aggregate_id}/${r.type}`,
-      String(r.event_id),
+      {
+        eventId: String(r.event_id),
+        createdAt: iso(r.created_at),
+        publishedAt: r.published_at === null ? null : iso(r.published_at),
+        attempts: Number(r.attempts),
+      },
     ]),
   )
 }
@@ -354,9 +375,9 @@ export async function outboxEventIds(db: Db): Promise<Map<string, string>> {
 export function checkEvents(
   orders: OrderRow[],
   events: ObservedEvent[],
-  outboxIds: Map<string, string>,
+  outbox: Map<string, OutboxRow>,
 ): Check {
-  const problems = eventProblems(orders, events, outboxIds)
+  const problems = eventProblems(orders, events, outbox)
   const deliveries = events.length
   const distinct = new Set(events.map((e) => e.eventId)).size
   return {

@@ -16,8 +16,10 @@ import {
   checkNoServerErrors,
   checkReplays,
   checkSpecInvariants,
+  committedEvents,
   committedOrders,
-  outboxEventIds,
+  outboxRows,
+  type PendingEvent,
   pendingEvents,
 } from './checks'
 import { type Attempt, createClient, outcomeLabel } from './client'
@@ -53,13 +55,13 @@ async function waitUntil(deadline: number, condition: () => Promise<boolean>): P
   }
 }
 
-/** When every event committed up to `healedAt` had been published and had arrived (or how many had not). */
+/** When every event committed up to `healedAt` had been published and had arrived (or which had not). */
 async function watchBacklog(db: Db, observer: Observer, healedAt: number) {
-  const total = await pendingEvents(db, observer, healedAt, { all: true })
-  let pending = total
+  const total = (await committedEvents(db, healedAt)).length
+  let pending: PendingEvent[] = []
   const done = await waitUntil(healedAt + DRAIN_DEADLINE_MS, async () => {
     pending = await pendingEvents(db, observer, healedAt)
-    return pending === 0
+    return pending.length === 0
   })
   return { at: done ? Date.now() : undefined, pending, total }
 }
@@ -196,9 +198,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       )
       const drained = await backlog
       // Then everything, the load's last events included, before the events are checked.
-      await waitUntil(
-        loadStopped + DRAIN_DEADLINE_MS,
-        async () => (await pendingEvents(direct?.db, observer)) === 0,
+      await waitUntil(loadStopped + DRAIN_DEADLINE_MS, async () =>
+        direct ? (await pendingEvents(direct.db, observer)).length === 0 : true,
       )
       const drain: Check = {
         name: `the outbox drains within ${DRAIN_DEADLINE_MS / 1000} s of the last heal`,
@@ -206,7 +207,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         detail: [
           drained.at !== undefined
             ? `the ${drained.total} events committed up to the last heal were all published and delivered ${((drained.at - lastHeal) / 1000).toFixed(1)} s after it`
-            : `${drained.pending} of the ${drained.total} events committed up to the last heal were still unpublished or undelivered ${DRAIN_DEADLINE_MS / 1000} s after it`,
+            : `${drained.pending.length} of the ${drained.total} events committed up to the last heal were still unpublished or undelivered ${DRAIN_DEADLINE_MS / 1000} s after it:`,
+          ...drained.pending
+            .slice(0, 5)
+            .map(
+              (p) => `  ${p.eventId}: ${p.published ? 'marked published, never arrived' : 'never published'}`,
+            ),
         ],
       }
 
@@ -226,7 +232,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         checkReplays(client, faults),
         await checkDurable(direct.db, client),
         await checkSpecInvariants(direct.db),
-        checkEvents(await committedOrders(direct.db), observer.events, await outboxEventIds(direct.db)),
+        checkEvents(await committedOrders(direct.db), observer.events, await outboxRows(direct.db)),
         drain,
       ]
       print('checks:')
