@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -145,6 +145,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const observer = await observeDataPlatform(targets.rabbitmqUrl, () => users)
   let service: Awaited<ReturnType<typeof startService>> | undefined
   let direct: ReturnType<typeof createDatabase> | undefined
+  let passed = false
   try {
     const port = await freePort()
     service = await startService({
@@ -161,7 +162,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       },
     })
     print(`npm start is ready on ${service.baseUrl}`)
-    direct = createDatabase({ url: directDatabaseUrl.toString(), connectionLimit: 4 })
+    // The suite's own connection, straight to MySQL: the checks must not depend on the proxy.
+    const db = createDatabase({ url: directDatabaseUrl.toString(), connectionLimit: 4 })
+    direct = db
 
     const client = createClient(service.baseUrl)
     const world = await createWorld(client, jwtSecret, profile, random)
@@ -182,7 +185,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       const lastHeal = Math.max(...faults.map((f) => f.healedAt))
       // The backlog the faults left (events committed up to the last heal) is watched from now on, while
       // the load goes on: it must be published and arrive within 30 s of the heal.
-      const backlog = watchBacklog(direct.db, observer, lastHeal)
+      const backlog = watchBacklog(db.db, observer, lastHeal)
       print(`final replays (up to ${timing.finalReplays}) while the load goes on`)
       const sent = await finalReplays(client, random, {
         concurrency: 6,
@@ -198,8 +201,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       )
       const drained = await backlog
       // Then everything, the load's last events included, before the events are checked.
-      await waitUntil(loadStopped + DRAIN_DEADLINE_MS, async () =>
-        direct ? (await pendingEvents(direct.db, observer)).length === 0 : true,
+      await waitUntil(
+        loadStopped + DRAIN_DEADLINE_MS,
+        async () => (await pendingEvents(db.db, observer)).length === 0,
       )
       const drain: Check = {
         name: `the outbox drains within ${DRAIN_DEADLINE_MS / 1000} s of the last heal`,
@@ -230,9 +234,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         checkNoServerErrors(client, logFile, faults),
         checkEveryRequestAnswered(client),
         checkReplays(client, faults),
-        await checkDurable(direct.db, client),
-        await checkSpecInvariants(direct.db),
-        checkEvents(await committedOrders(direct.db), observer.events, await outboxRows(direct.db)),
+        await checkDurable(db.db, client),
+        await checkSpecInvariants(db.db),
+        checkEvents(await committedOrders(db.db), observer.events, await outboxRows(db.db)),
         drain,
       ]
       print('checks:')
@@ -242,6 +246,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       }
       const ok = checks.every((check) => check.ok)
       print(ok ? 'chaos: every check passed' : `chaos: ${checks.filter((c) => !c.ok).length} checks failed`)
+      passed = ok
       return { ok, checks, faults, logFile }
     } finally {
       stopLoad = true
@@ -260,6 +265,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     } else {
       print(`kept database ${database} and the service log ${logFile}`)
     }
+    // The log of a failed run is kept for reading; a passing run leaves nothing behind.
+    if (passed && !options.keep) rmSync(workDir, { recursive: true, force: true })
+    else if (!passed) print(`service log kept: ${logFile}`)
   }
 }
 
