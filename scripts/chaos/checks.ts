@@ -41,7 +41,7 @@ const tally = (labels: string[]) => {
   return [...counts].sort((a, b) => b[1] - a[1]).map(([label, n]) => `  ${n} × ${label}`)
 }
 
-/** No answer may be a 5xx other than 503 (SPEC §1: no client input and no dependency failure is a 500). */
+/** No answer may be a 5xx other than 503 (docs/api.md: no client input and no dependency failure is a 500). */
 export function checkNoServerErrors(client: Client, logFile: string, faults: FaultRecord[]): Check {
   const bad = client.attempts.filter(
     (a) => typeof a.answer.status === 'number' && a.answer.status >= 500 && a.answer.status !== 503,
@@ -270,7 +270,7 @@ export async function checkDurable(db: Db, client: Client): Promise<Check> {
 export async function checkSpecInvariants(db: Db): Promise<Check> {
   const violations = await checkInvariants(db)
   return {
-    name: 'the invariants of SPEC §4 hold (shared/invariants/check.ts)',
+    name: 'the invariants of docs/invariants.md hold (shared/invariants/check.ts)',
     ok: violations.length === 0,
     detail:
       violations.length === 0

@@ -458,7 +458,7 @@ function wellFormedRequest(fn: HttpFunction): fc.Arbitrary<GeneratedRequest> {
 const requestFor = (fn: HttpFunction) =>
   fc.oneof({ weight: 1, arbitrary: wellFormedRequest(fn) }, { weight: 2, arbitrary: hostileRequest(fn) })
 
-/** Every failure is RFC 9457 problem JSON with a known code, its own status and the request id (SPEC §1). */
+/** Every failure is RFC 9457 problem JSON with a known code, its own status and the request id (docs/api.md). */
 function problemViolations(request: GeneratedRequest, response: TestResponse): string[] {
   const problems: string[] = []
   if (response.status >= 500) problems.push(`status ${response.status}`)
