@@ -376,6 +376,7 @@ export function checkEvents(
   orders: OrderRow[],
   events: ObservedEvent[],
   outbox: Map<string, OutboxRow>,
+  source: string,
 ): Check {
   const problems = eventProblems(orders, events, outbox)
   const deliveries = events.length
@@ -384,7 +385,7 @@ export function checkEvents(
     name: 'every committed order has exactly one event of each kind on data.platform (after dedupe)',
     ok: problems.length === 0,
     detail: [
-      `${orders.length} orders, ${orders.filter((o) => o.status === 'CANCELLED').length} cancelled; ${distinct} distinct events in ${deliveries} deliveries`,
+      `${orders.length} orders, ${orders.filter((o) => o.status === 'CANCELLED').length} cancelled; ${distinct} distinct events in ${deliveries} deliveries, read from ${source}`,
       ...sample(problems, (p) => `  ${p}`),
     ],
   }

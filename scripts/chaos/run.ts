@@ -25,7 +25,7 @@ import {
 import { type Attempt, createClient, outcomeLabel } from './client'
 import { type Dependency, type FaultRecord, faultPlan, runFaults } from './faults'
 import { createWorld, finalReplays, PROFILES, randomSource, runVirtualClient } from './load'
-import { observeDataPlatform } from './observer'
+import { createVhost, observeDataPlatform } from './observer'
 import { startService } from './service'
 
 export type ChaosOptions = {
@@ -141,12 +141,27 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const directDatabaseUrl = new URL(targets.databaseUrl)
   directDatabaseUrl.pathname = `/${database}`
 
+  // A vhost of the run's own where rabbitmqctl allows; otherwise the broker's default one, shared.
+  const vhost = createVhost(
+    `commerce-chaos-${runId}`,
+    decodeURIComponent(new URL(targets.rabbitmqUrl).username || 'guest'),
+  )
+  const inVhost = (url: URL) => {
+    if (vhost) url.pathname = `/${encodeURIComponent(vhost.name)}`
+    return url
+  }
   const users = new Set<number>()
-  const observer = await observeDataPlatform(targets.rabbitmqUrl, () => users)
+  let observer: Awaited<ReturnType<typeof observeDataPlatform>> | undefined
   let service: Awaited<ReturnType<typeof startService>> | undefined
   let direct: ReturnType<typeof createDatabase> | undefined
   let passed = false
   try {
+    const platform = await observeDataPlatform(
+      inVhost(new URL(targets.rabbitmqUrl)).toString(),
+      vhost ? 'own-vhost' : 'shared',
+      () => users,
+    )
+    observer = platform
     const port = await freePort()
     service = await startService({
       port,
@@ -155,13 +170,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         NODE_ENV: 'development',
         DATABASE_URL: serviceDatabaseUrl.toString(),
         REDIS_URL: withHostPort(targets.redisUrl, proxies.redis.port).toString(),
-        RABBITMQ_URL: withHostPort(targets.rabbitmqUrl, proxies.rabbitmq.port).toString(),
+        RABBITMQ_URL: inVhost(withHostPort(targets.rabbitmqUrl, proxies.rabbitmq.port)).toString(),
         JWT_SECRET: jwtSecret,
         RATE_LIMIT_PER_SECOND: '0',
         LOG_LEVEL: 'info',
       },
     })
     print(`npm start is ready on ${service.baseUrl}`)
+    await platform.start()
+    print(`events are read from ${platform.source}`)
     // The suite's own connection, straight to MySQL: the checks must not depend on the proxy.
     const db = createDatabase({ url: directDatabaseUrl.toString(), connectionLimit: 4 })
     direct = db
@@ -185,7 +202,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       const lastHeal = Math.max(...faults.map((f) => f.healedAt))
       // The backlog the faults left (events committed up to the last heal) is watched from now on, while
       // the load goes on: it must be published and arrive within 30 s of the heal.
-      const backlog = watchBacklog(db.db, observer, lastHeal)
+      const backlog = watchBacklog(db.db, platform, lastHeal)
       print(`final replays (up to ${timing.finalReplays}) while the load goes on`)
       const sent = await finalReplays(client, random, {
         concurrency: 6,
@@ -203,7 +220,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       // Then everything, the load's last events included, before the events are checked.
       await waitUntil(
         loadStopped + DRAIN_DEADLINE_MS,
-        async () => (await pendingEvents(db.db, observer)).length === 0,
+        async () => (await pendingEvents(db.db, platform)).length === 0,
       )
       const drain: Check = {
         name: `the outbox drains within ${DRAIN_DEADLINE_MS / 1000} s of the last heal`,
@@ -236,7 +253,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         checkReplays(client, faults),
         await checkDurable(db.db, client),
         await checkSpecInvariants(db.db),
-        checkEvents(await committedOrders(db.db), observer.events, await outboxRows(db.db)),
+        checkEvents(await committedOrders(db.db), platform.events, await outboxRows(db.db), platform.source),
         drain,
       ]
       print('checks:')
@@ -255,7 +272,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   } finally {
     await service?.stop()
     await direct?.close().catch(() => undefined)
-    await observer.close()
+    await observer?.close()
+    vhost?.remove()
     for (const proxy of Object.values(proxies)) await proxy.close()
     if (!options.keep) {
       await dropDatabase(targets.databaseUrl, database).catch((error: unknown) =>
