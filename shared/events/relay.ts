@@ -319,6 +319,11 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
         connection: workerConnection,
         prefix,
         concurrency: settings.concurrency,
+        // A job whose worker lost Redis (or died) mid-publish is taken back within about 10 s instead of
+        // BullMQ's default 30 + 30 s (found by the fault suite): it is published again, and consumers
+        // dedupe. The lock is renewed while a publish runs, so a slow confirm is not taken for a stall.
+        lockDuration: 5_000,
+        stalledInterval: 5_000,
       })
       running.on('error', (error) => log.warn('relay worker error', { error }))
       running.on('failed', (job, error) => {
