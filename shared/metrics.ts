@@ -1,11 +1,35 @@
+import { subscribe } from 'node:diagnostics_channel'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+
+/**
+ * The MySQL pools (shared/db/client.ts) report a connection refused for exhaustion here: they are built
+ * where no metrics registry is known, and Node's diagnostics channels are its way for a component to
+ * report to whoever listens, without passing a registry down.
+ */
+export const DB_CONNECTION_EXHAUSTED_CHANNEL = 'commerce:db:connection-exhausted'
+export type DbConnectionExhaustedEvent = {
+  pool: 'primary' | 'replica'
+  /** retried: refused (too many connections), tried again after a pause; gave_up: the caller got the error. */
+  outcome: 'retried' | 'gave_up'
+}
 
 /** One registry per process (not prom-client's global), so that tests can build many apps side by side. */
 export function createMetrics(defaultLabels: Record<string, string> = {}) {
   const registry = new Registry()
   registry.setDefaultLabels(defaultLabels)
   collectDefaultMetrics({ register: registry })
+  const dbConnectionExhausted = new Counter({
+    name: 'db_connection_exhausted_total',
+    help: 'MySQL connections refused for exhaustion (too many connections, pool queue) or not handed out in time, by pool and outcome (retried, gave_up)',
+    labelNames: ['pool', 'outcome'] as const,
+    registers: [registry],
+  })
+  subscribe(DB_CONNECTION_EXHAUSTED_CHANNEL, (message) => {
+    const event = message as DbConnectionExhaustedEvent
+    dbConnectionExhausted.inc({ pool: event.pool, outcome: event.outcome })
+  })
   return {
+    dbConnectionExhausted,
     registry,
     /**
      * The text GET /metrics answers with: this process's registry, or, in a worker of `npm start`'s
