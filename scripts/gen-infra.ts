@@ -9,6 +9,7 @@ import { buildOpenApiDocument } from '../shared/http/openapi'
 import { problemType } from '../shared/http/problem'
 import type { RouteDef } from '../shared/http/route'
 import { byRouteSpecificity, entryNames, FUNCTIONS_DIR, functionNames } from '../shared/runtime/discover'
+import { UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../shared/runtime/server'
 import { type BudgetLimits, type ConnectionBudget, connectionBudget } from './connection-budget'
 import { BACKUP_COMPOSE_SERVICE, BACKUP_COMPOSE_VOLUME } from './infra/backup-compose'
 import { renderKubernetes } from './infra/k8s'
@@ -277,8 +278,9 @@ function upstream(name: string, servers: string[]): string[] {
     'least_conn;',
     ...servers.map((server) => `server ${server} max_fails=3 fail_timeout=10s;`),
     'keepalive 32;',
-    // Below Node's 5 s keepAliveTimeout, so nginx never reuses a connection the function is closing.
-    'keepalive_timeout 4s;',
+    // Below the functions' keepAliveTimeout, so nginx never reuses a connection a function is closing; a
+    // draining function waits this long before it closes idle connections itself (shared/runtime/server.ts).
+    `keepalive_timeout ${UPSTREAM_KEEPALIVE_TIMEOUT_MS / 1000}s;`,
   ])
 }
 

@@ -1,4 +1,5 @@
-import type { AddressInfo } from 'node:net'
+import { Server as HttpServer, type ServerResponse } from 'node:http'
+import { type AddressInfo, Server as NetServer } from 'node:net'
 import { serve } from '@hono/node-server'
 import type { Hono } from 'hono'
 import type { AppEnv } from '../http/context'
@@ -7,21 +8,71 @@ import { StartupError } from './deps'
 
 export const SHUTDOWN_DEADLINE_MS = 10_000
 
+/**
+ * How long nginx keeps an idle keep-alive connection to a function (`keepalive_timeout` of the upstreams
+ * scripts/gen-infra.ts writes). Below KEEP_ALIVE_TIMEOUT_MS, so that nginx, not the function, ends an
+ * idle connection: the function closing one while nginx sends a request on it would fail that request,
+ * and nginx does not send a POST again.
+ */
+export const UPSTREAM_KEEPALIVE_TIMEOUT_MS = 4_000
+/** How long the function keeps an idle keep-alive connection open (Node's default, set on purpose). */
+export const KEEP_ALIVE_TIMEOUT_MS = 5_000
+/**
+ * After close: a connection idle since before it is closed by nginx within UPSTREAM_KEEPALIVE_TIMEOUT_MS,
+ * and one used since gets `Connection: close` on its response; whatever is left after this is closed.
+ */
+export const DRAIN_IDLE_CLOSE_MS = UPSTREAM_KEEPALIVE_TIMEOUT_MS + 500
+
 export type RunningServer = { port: number; close(): Promise<void> }
 
-/** Listens on `port` (0: any free port); a port in use is a StartupError that names it. */
+/**
+ * Listens on `port` (0: any free port); a port in use is a StartupError that names it.
+ *
+ * `close()` drains without failing a request a proxy sends: it stops accepting connections at once (a
+ * proxy then sends new requests to another instance, which is always safe since none reached this one),
+ * answers every further request on a kept-alive connection with `Connection: close`, and closes
+ * connections that stayed idle only once the proxy has stopped using them (DRAIN_IDLE_CLOSE_MS). It
+ * resolves when the last connection is closed: in-flight requests have been answered by then.
+ */
 export function listen(app: Hono<AppEnv>, port: number, hostname = '0.0.0.0'): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
+    let draining = false
     const server = serve({ fetch: app.fetch, port, hostname }, (info: AddressInfo) => {
       resolve({
         port: info.port,
         close: () =>
           new Promise<void>((done) => {
-            server.close(() => done())
-            if ('closeIdleConnections' in server) server.closeIdleConnections()
+            drain()
+            const idle = setTimeout(() => http.closeIdleConnections(), DRAIN_IDLE_CLOSE_MS)
+            // http.Server#close would also end every idle kept-alive connection at once (Node 19 and
+            // later), racing a proxy that is sending a request on one: net.Server's close only stops
+            // accepting, and calls back once every connection has ended.
+            NetServer.prototype.close.call(http, () => {
+              clearTimeout(idle)
+              done()
+            })
           }),
       })
     })
+    if (!(server instanceof HttpServer)) throw new Error('listen: expected an HTTP/1.1 server')
+    const http = server
+    http.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
+    // Before Hono's listener writes the response: a draining server asks the client to close the
+    // connection, on responses to requests that arrive from now on and on those not yet written.
+    const unanswered = new Set<ServerResponse>()
+    http.prependListener('request', (_request, response) => {
+      if (draining) {
+        response.setHeader('Connection', 'close')
+        return
+      }
+      unanswered.add(response)
+      response.once('close', () => unanswered.delete(response))
+    })
+    const drain = () => {
+      draining = true
+      for (const response of unanswered) if (!response.headersSent) response.setHeader('Connection', 'close')
+      unanswered.clear()
+    }
     server.once('error', (error: NodeJS.ErrnoException) => {
       reject(
         error.code === 'EADDRINUSE'
