@@ -19,6 +19,7 @@ import {
   renderConnectionsCnf,
   topologyBudget,
 } from '../scripts/gen-infra'
+import { renderProxySqlCnf } from '../scripts/infra/proxysql'
 import { ENV_VARS } from '../shared/config'
 
 /**
@@ -199,6 +200,8 @@ describe('docker-compose.yml', () => {
     expect(proxy?.profiles).toEqual(['proxy'])
     expect(proxy?.volumes).toContain('./infra/mysql/proxysql.cnf:/etc/proxysql.cnf.in:ro')
     const cnf = await readFile(join(ROOT, 'infra', 'mysql', 'proxysql.cnf'), 'utf8')
+    // The same rendering as the Kubernetes proxy's ConfigMap (infra/k8s.test.ts).
+    expect(cnf).toBe(renderProxySqlCnf())
     expect(cnf).toContain('address="mysql-primary", port=3306, hostgroup=10')
     expect(cnf).toContain('address="mysql-replica", port=3306, hostgroup=20')
     // Passwords are placeholders filled from the environment at start, never committed.

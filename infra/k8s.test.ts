@@ -33,18 +33,25 @@ import {
 } from 'kubernetes-models/v1'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { parseAllDocuments } from 'yaml'
+import { ConnectionBudgetError, connectionBudget, MARIADB_LIMITS } from '../scripts/connection-budget'
 import { type InfraModel, loadModel } from '../scripts/gen-infra'
 import {
   DATA_STORES,
   deploymentPlan,
   ingressPath,
   KEDA,
+  kubernetesBudget,
+  MYSQL_PASSWORD_VARIABLE,
   NAMESPACE,
   PRE_STOP_SECONDS,
+  PROXY,
+  proxyUrl,
   renderKubernetes,
+  SECRET_KEYS,
   SMALL_SCALING,
   type UnitPlan,
 } from '../scripts/infra/k8s'
+import { PROXYSQL_PORTS, renderProxySqlCnf } from '../scripts/infra/proxysql'
 import { ENV_VARS } from '../shared/config'
 import { eventTopology } from '../shared/events/topology'
 import { createMetrics } from '../shared/metrics'
@@ -237,8 +244,14 @@ describe.each(['small', 'production'])('the %s overlay, rendered by kustomize', 
           endpoints: [expect.objectContaining({ port: 'http', path: '/metrics' })],
         })
       }
-      const units = byKind(manifests, 'Deployment').map((m) => m.metadata.name)
+      const units = appDeployments(manifests).map((m) => m.metadata.name)
       expect(units.sort()).toEqual(plan.map((u) => u.name).sort())
+      // Besides them, only the connection proxy.
+      expect(
+        byKind(manifests, 'Deployment')
+          .map((m) => m.metadata.name)
+          .sort(),
+      ).toEqual([...units, PROXY.name].sort())
     },
   )
 
@@ -274,14 +287,17 @@ describe.each(['small', 'production'])('the %s overlay, rendered by kustomize', 
   it.skipIf(!KUBECTL)(
     `sets only environment variables the code reads, with secrets from the Secret${SKIP_KUBECTL}`,
     () => {
-      const secretNames = ['DATABASE_URL', 'DATABASE_REPLICA_URL', 'REDIS_URL', 'RABBITMQ_URL', 'JWT_SECRET']
-      const pods = podSpecs(manifests)
+      const secretNames = [MYSQL_PASSWORD_VARIABLE, 'REDIS_URL', 'RABBITMQ_URL', 'JWT_SECRET']
+      const databaseUrls = ['DATABASE_URL', 'DATABASE_REPLICA_URL']
+      const pods = podSpecs(manifests).filter(({ owner }) => owner !== PROXY.name)
       expect(pods.length).toBe(plan.length + 2)
       for (const { owner, spec } of pods) {
         for (const container of [...(spec.initContainers ?? []), ...spec.containers]) {
           expect(container.envFrom, `${owner}: envFrom hides which variables are set`).toBeUndefined()
+          const names = (container.env ?? []).map((env) => env.name)
           for (const env of container.env ?? []) {
-            expect(ENV_VARS, `${owner} sets ${env.name}`).toContain(env.name)
+            // MYSQL_PASSWORD is read by Kubernetes, to compose the database URLs; the code never sees it.
+            expect([...ENV_VARS, MYSQL_PASSWORD_VARIABLE], `${owner} sets ${env.name}`).toContain(env.name)
             if (secretNames.includes(env.name)) {
               expect(
                 env.valueFrom?.secretKeyRef,
@@ -289,10 +305,36 @@ describe.each(['small', 'production'])('the %s overlay, rendered by kustomize', 
               ).toBeDefined()
               expect(env.value).toBeUndefined()
             }
+            if (databaseUrls.includes(env.name) && env.value !== undefined) {
+              // Composed from the Secret's password (defined before it), with nothing secret written here.
+              expect(env.value, owner).toMatch(
+                /^mysql:\/\/commerce:\$\(MYSQL_PASSWORD\)@[\w-]+:\d+\/commerce$/,
+              )
+              expect(names.indexOf(MYSQL_PASSWORD_VARIABLE), owner).toBeGreaterThanOrEqual(0)
+              expect(names.indexOf(MYSQL_PASSWORD_VARIABLE), owner).toBeLessThan(names.indexOf(env.name))
+            } else if (databaseUrls.includes(env.name)) {
+              expect(
+                env.valueFrom?.secretKeyRef,
+                `${owner}: ${env.name} must come from a Secret`,
+              ).toBeDefined()
+            }
           }
         }
       }
-      for (const configMap of byKind(manifests, 'ConfigMap')) {
+      const proxyPod = must(
+        podSpecs(manifests).find(({ owner }) => owner === PROXY.name),
+        'proxy pod',
+      )
+      for (const env of proxyPod.spec.containers.flatMap((container) => container.env ?? [])) {
+        expect(env.valueFrom?.secretKeyRef, `proxy: ${env.name}`).toBeDefined()
+      }
+      const secretRefs = podSpecs(manifests).flatMap(({ spec }) =>
+        spec.containers.flatMap((c) => (c.env ?? []).flatMap((e) => e.valueFrom?.secretKeyRef?.key ?? [])),
+      )
+      expect([...new Set(secretRefs)].sort()).toEqual([...SECRET_KEYS].sort())
+      for (const configMap of byKind(manifests, 'ConfigMap').filter(
+        (c) => c.metadata.name === 'commerce-config',
+      )) {
         for (const key of Object.keys(configMap.data ?? {})) expect(ENV_VARS).toContain(key)
         for (const key of secretNames) expect(configMap.data ?? {}).not.toHaveProperty(key)
       }
@@ -301,7 +343,21 @@ describe.each(['small', 'production'])('the %s overlay, rendered by kustomize', 
 
   it.skipIf(!KUBECTL)(`runs pods that roll safely, drain and stay locked down${SKIP_KUBECTL}`, () => {
     const entries = plan.map((u) => u.name)
-    for (const deployment of byKind(manifests, 'Deployment')) {
+    const proxy = named(manifests, 'Deployment', PROXY.name)
+    expect(proxy.spec).toMatchObject({
+      // Fixed: the connection budget counts every proxy pod, the one a rollout adds included.
+      replicas: PROXY.replicas,
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: PROXY.surge } },
+    })
+    expect(find(manifests, 'HorizontalPodAutoscaler', PROXY.name)).toBeUndefined()
+    const proxyPod = must(proxy.spec?.template.spec, 'proxy pod')
+    expect(proxyPod.securityContext?.runAsNonRoot).toBe(true)
+    expect(proxyPod.containers[0]?.securityContext).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    })
+    for (const deployment of appDeployments(manifests)) {
       const name = deployment.metadata.name
       const spec = must(deployment.spec, name)
       expect(spec.replicas, `${name}: the autoscaler owns replicas`).toBeUndefined()
@@ -355,6 +411,14 @@ describe.each(['small', 'production'])('the %s overlay, rendered by kustomize', 
     },
   )
 })
+
+/** The Deployments of functions and workers (the proxy is the only other one). */
+const appDeployments = (manifests: Manifest[]) =>
+  byKind(manifests, 'Deployment').filter((d) =>
+    ['function', 'worker'].includes(
+      (d.metadata as { labels?: Record<string, string> }).labels?.['app.kubernetes.io/component'] ?? '',
+    ),
+  )
 
 const ingressPaths = (ingress: IIngress) =>
   (ingress.spec?.rules ?? []).flatMap((rule) => rule.http?.paths ?? [])
@@ -423,28 +487,40 @@ const componentsOf = (spec: INetworkPolicy['spec']) =>
   spec?.podSelector?.matchExpressions?.find((e) => e.key === 'app.kubernetes.io/component')?.values
 
 describe('NetworkPolicies', () => {
-  it('deny by default, and let only functions and workers reach MySQL, Redis and RabbitMQ', () => {
+  it('deny by default, let only functions and workers reach Redis and RabbitMQ, and MySQL only through the proxy', () => {
     const policies = byKind(baseManifests, 'NetworkPolicy')
     expect(named(baseManifests, 'NetworkPolicy', 'default-deny-ingress').spec).toEqual({
       policyTypes: ['Ingress'],
       podSelector: {},
     })
-    for (const store of ['mysql', 'redis', 'rabbitmq']) {
+    const clientsOf = (name: string) => {
       const policy = must(
-        policies.find((p) => p.spec?.podSelector?.matchLabels?.['app.kubernetes.io/name'] === store),
-        store,
+        policies.find((p) => p.spec?.podSelector?.matchLabels?.['app.kubernetes.io/name'] === name),
+        name,
       )
-      const appRule = must(policy.spec?.ingress?.[0], store)
+      const appRule = must(policy.spec?.ingress?.[0], name)
       const clients = appRule.from?.[0]?.podSelector?.matchExpressions?.[0]
       expect(clients?.key).toBe('app.kubernetes.io/component')
-      expect(clients?.values).toEqual(expect.arrayContaining(['function', 'worker']))
-      for (const client of clients?.values ?? []) {
-        expect(['function', 'worker', 'migrate', 'backup']).toContain(client)
-      }
-      expect(appRule.ports).toEqual([
-        { port: DATA_STORES.find((s) => s.name === store)?.port, protocol: 'TCP' },
-      ])
+      return { clients: [...(clients?.values ?? [])].sort(), ports: appRule.ports }
     }
+    for (const store of ['redis', 'rabbitmq']) {
+      expect(clientsOf(store)).toEqual({
+        clients: ['function', 'worker'],
+        ports: [{ port: DATA_STORES.find((s) => s.name === store)?.port, protocol: 'TCP' }],
+      })
+    }
+    // Functions and workers cannot bypass the proxy, so MariaDB sees what the connection budget counts.
+    expect(clientsOf('mysql')).toEqual({
+      clients: ['backup', 'migrate', 'proxy'],
+      ports: [{ port: 3306, protocol: 'TCP' }],
+    })
+    expect(clientsOf(PROXY.name)).toEqual({
+      clients: ['function', 'worker'],
+      ports: [
+        { port: PROXYSQL_PORTS.primary, protocol: 'TCP' },
+        { port: PROXYSQL_PORTS.replica, protocol: 'TCP' },
+      ],
+    })
   })
 
   it('let only Prometheus and the ingress controller reach the pods, and only the ingress reaches functions', () => {
@@ -505,46 +581,145 @@ describe('backups and migrations', () => {
   })
 })
 
+describe('the connection budget', () => {
+  it('sends every function and worker to the proxy, which runs the same configuration as Compose', () => {
+    for (const deployment of appDeployments(baseManifests)) {
+      const env = must(deployment.spec?.template.spec?.containers[0]?.env, deployment.metadata.name)
+      const value = (name: string) => env.find((e) => e.name === name)?.value
+      expect(value('DATABASE_URL')).toBe(proxyUrl(PROXYSQL_PORTS.primary))
+      expect(value('DATABASE_REPLICA_URL')).toBe(proxyUrl(PROXYSQL_PORTS.replica))
+    }
+    const service = named(baseManifests, 'Service', PROXY.name)
+    expect(service.spec?.selector).toEqual({ 'app.kubernetes.io/name': PROXY.name })
+    expect(service.spec?.ports?.map((p) => p.port)).toEqual([PROXYSQL_PORTS.primary, PROXYSQL_PORTS.replica])
+    const config = named(baseManifests, 'ConfigMap', `${PROXY.name}-config`)
+    expect(config.data?.['proxysql.cnf.in']).toBe(renderProxySqlCnf())
+    const backends = [...renderProxySqlCnf().matchAll(/hostgroup=(\d+), max_connections=(\d+)/g)].map(
+      ([, group, n]) => [group, Number(n)],
+    )
+    expect(backends).toEqual([
+      ['10', PROXY.backend.primary],
+      ['20', PROXY.backend.replica],
+    ])
+  })
+
+  it('needs the proxy: at maxReplicas the pods alone could hold more than one MariaDB admits', () => {
+    const budget = kubernetesBudget(plan)
+    const direct = plan.map((u) => ({
+      name: u.name,
+      instances: u.production.maxReplicas,
+      surge: u.surge,
+      poolSize: u.pools.mysqlPrimary,
+      replicaPoolSize: u.pools.mysqlReplica,
+    }))
+    expect(() => connectionBudget(direct, MARIADB_LIMITS)).toThrow(ConnectionBudgetError)
+    expect(budget.clients.primary).toBe(
+      plan.reduce((sum, u) => sum + (u.production.maxReplicas + u.surge) * u.pools.mysqlPrimary, 0),
+    )
+    expect(budget.clients.primary + budget.clients.replica).toBeLessThanOrEqual(PROXY.clients)
+    // MariaDB's side: every proxy pod at its backend limit (two, and one more while they roll), plus the
+    // migration and the backup, plus headroom.
+    expect(budget.mariadb.primary).toBe((PROXY.replicas + PROXY.surge) * PROXY.backend.primary + 2)
+    expect(budget.mariadb.replica).toBe((PROXY.replicas + PROXY.surge) * PROXY.backend.replica)
+    expect(budget.mariadb.maxConnections).toBe(budget.mariadb.primary + MARIADB_LIMITS.headroom)
+    expect(budget.mariadb.maxConnections).toBeLessThanOrEqual(MARIADB_LIMITS.ceiling)
+  })
+
+  it('tells the operator the max_connections MariaDB needs', async () => {
+    const header = (await readFile(join(K8S, 'base', 'mysql-proxy.yaml'), 'utf8')).split('\n')[1]
+    expect(header).toContain(`max_connections = ${kubernetesBudget(plan).mariadb.maxConnections} or more`)
+  })
+
+  it('refuses to render a topology over the budget, on the MariaDB side and on the proxy side', () => {
+    // Five proxy pods (six while one rolls) at 100 backend connections each: 602 with the direct clients.
+    expect(() => renderKubernetes(model, { ...PROXY, replicas: 5 })).toThrow(ConnectionBudgetError)
+    expect(() => renderKubernetes(model, { ...PROXY, replicas: 5 })).toThrow(
+      /up to 602 connections to the primary, but a server may have 500 \(max_connections\) less 20 of headroom = 480\. Largest: mysql-proxy 6 × 100 = 600/,
+    )
+    expect(() => renderKubernetes(model, { ...PROXY, backend: { primary: 100, replica: 200 } })).toThrow(
+      /connections to the replica/,
+    )
+    // Pods that could open more connections than one proxy pod accepts.
+    const wide = plan.map((u) => ({ ...u, production: { ...u.production, maxReplicas: 200 }, surge: 50 }))
+    expect(() => kubernetesBudget(wide)).toThrow(
+      /Over the proxy's client limit: functions and workers may open up to \d+ connections .* one proxy pod accepts 4096\. Largest: /,
+    )
+    expect(() => renderKubernetes(model)).not.toThrow()
+  })
+})
+
 describe('docs/scaling.md', () => {
-  it("lists every unit with the plan's replicas and MySQL connections", async () => {
+  const cells = (line: string) =>
+    line
+      .split('|')
+      .slice(1, -1)
+      .map((cell) => cell.trim())
+  const number = (text: string | undefined) => Number((text ?? '').replace(/[*,]/g, ''))
+
+  it("lists every unit with the plan's replicas and connections", async () => {
     const doc = await readFile(join(ROOT, 'docs', 'scaling.md'), 'utf8')
-    const cells = (line: string) =>
-      line
-        .split('|')
-        .slice(1, -1)
-        .map((cell) => cell.trim())
     const rows = doc
       .split('\n')
       .map(cells)
       .filter(
         (row) =>
-          row.length === 6 &&
+          row.length === 8 &&
           /^`[\w-]+`$/.test(row[0] as string) &&
           /^(function|worker)$/.test(row[1] as string),
       )
-    expect(rows).toEqual(
+    const podsAtMax = (u: UnitPlan) => u.production.maxReplicas + u.surge
+    const mysqlAtMax = (u: UnitPlan) => podsAtMax(u) * (u.pools.mysqlPrimary + u.pools.mysqlReplica)
+    expect(rows.map((row) => row.slice(0, 6))).toEqual(
       plan.map((u) => [
         `\`${u.name}\``,
         u.component,
         String(u.production.minReplicas),
         String(u.production.maxReplicas),
-        String(u.production.minReplicas * u.pools.mysqlPrimary),
-        String(u.production.maxReplicas * u.pools.mysqlPrimary),
+        String(u.surge),
+        String(mysqlAtMax(u)),
       ]),
     )
-    const total = (pick: (u: UnitPlan) => number) =>
-      `**${plan.reduce((sum, u) => sum + pick(u), 0).toLocaleString('en-US')}**`
+    // Redis per pod is measured (scripts/redis-connections.test.ts); at max is that times the pods.
+    for (const row of rows) {
+      const unit = must(
+        plan.find((u) => `\`${u.name}\`` === row[0]),
+        String(row[0]),
+      )
+      expect(number(row[7]), unit.name).toBe(podsAtMax(unit) * number(row[6]))
+    }
     const all = doc
       .split('\n')
       .map(cells)
       .find((row) => row[0] === '**all**')
-    expect(all).toEqual([
-      '**all**',
-      '',
+    const total = (pick: (u: UnitPlan) => number) => plan.reduce((sum, u) => sum + pick(u), 0)
+    expect(all?.slice(2, 6).map(number)).toEqual([
       total((u) => u.production.minReplicas),
       total((u) => u.production.maxReplicas),
-      total((u) => u.production.minReplicas * u.pools.mysqlPrimary),
-      total((u) => u.production.maxReplicas * u.pools.mysqlPrimary),
+      total((u) => u.surge),
+      total(mysqlAtMax),
+    ])
+    expect(number(all?.[7])).toBe(rows.reduce((sum, row) => sum + number(row[7]), 0))
+  })
+
+  it("gives MariaDB's side of the budget as the generator computes it", async () => {
+    const doc = await readFile(join(ROOT, 'docs', 'scaling.md'), 'utf8')
+    const budget = kubernetesBudget(plan)
+    const rows = doc
+      .split('\n')
+      .map(cells)
+      .filter((row) => row.length === 4 && /^\*?\*?`?[\w-]+`?\*?\*?$/.test(row[0] as string))
+    const row = (name: string) => rows.find((r) => r[0] === name)
+    for (const consumer of budget.mariadb.rows) {
+      expect(row(`\`${consumer.name}\``)?.slice(1).map(number), consumer.name).toEqual([
+        consumer.instances,
+        consumer.primary,
+        consumer.replica,
+      ])
+    }
+    expect(row('headroom')?.slice(2).map(number)).toEqual([MARIADB_LIMITS.headroom, MARIADB_LIMITS.headroom])
+    expect(row('**max_connections**')?.slice(2).map(number)).toEqual([
+      budget.mariadb.maxConnections,
+      budget.mariadb.maxConnections,
     ])
   })
 })

@@ -26,6 +26,13 @@ export type BudgetLimits = {
   headroom: number
 }
 
+/**
+ * One MariaDB server of ours (Compose, the local cluster, the one Kubernetes talks to): at most 500
+ * connections (each costs memory and a thread), 20 of them kept for migrations, replication, operators
+ * and exporters.
+ */
+export const MARIADB_LIMITS: BudgetLimits = { ceiling: 500, headroom: 20 }
+
 export type BudgetRow = { name: string; instances: number; primary: number; replica: number }
 
 export type ConnectionBudget = {

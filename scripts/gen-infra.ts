@@ -10,9 +10,10 @@ import { problemType } from '../shared/http/problem'
 import type { RouteDef } from '../shared/http/route'
 import { byRouteSpecificity, entryNames, FUNCTIONS_DIR, functionNames } from '../shared/runtime/discover'
 import { UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../shared/runtime/server'
-import { type BudgetLimits, type ConnectionBudget, connectionBudget } from './connection-budget'
+import { type ConnectionBudget, connectionBudget, MARIADB_LIMITS } from './connection-budget'
 import { BACKUP_COMPOSE_SERVICE, BACKUP_COMPOSE_VOLUME } from './infra/backup-compose'
 import { renderKubernetes } from './infra/k8s'
+import { PROXYSQL_IMAGE, proxySqlStart, renderProxySqlCnf } from './infra/proxysql'
 
 /**
  * `npm run gen:infra [-- --check]`: writes the deployment files that list functions (nginx routes and
@@ -77,11 +78,8 @@ export const POOLS = {
   replicaPoolSize: DEFAULT_DATABASE_REPLICA_POOL_SIZE,
 } as const
 
-/**
- * One MariaDB server of Compose or the local cluster: at most 500 connections (each costs memory and a
- * thread), 20 of them kept for migrations, replication, operators and exporters.
- */
-export const MARIADB_LIMITS: BudgetLimits = { ceiling: 500, headroom: 20 }
+/** One MariaDB server of Compose or the local cluster (scripts/connection-budget.ts). */
+export { MARIADB_LIMITS }
 
 /** Instances per function and worker, with `overrides` (name → count) over INSTANCES. */
 export function instancesOf(
@@ -679,7 +677,7 @@ ${entries
   # Connection proxy, off unless asked for (\`--profile proxy\`): many function instances share a bounded
   # set of MariaDB connections. Port 6033 is the primary, 6034 the replica (docs/scaling.md#connection-proxy).
   mysql-proxy:
-    image: proxysql/proxysql:2.7.1
+    image: ${PROXYSQL_IMAGE}
     profiles: [proxy]
     restart: unless-stopped
     environment:
@@ -690,8 +688,7 @@ ${entries
       - sh
       - -c
       - >-
-        sed -e "s/@MYSQL_PASSWORD@/$$MYSQL_PASSWORD/" -e "s/@PROXYSQL_ADMIN_PASSWORD@/$$PROXYSQL_ADMIN_PASSWORD/"
-        /etc/proxysql.cnf.in > /tmp/proxysql.cnf && exec proxysql -f --initial -c /tmp/proxysql.cnf
+        ${proxySqlStart('/etc/proxysql.cnf.in', '$$')}
     volumes:
       - ./infra/mysql/proxysql.cnf:/etc/proxysql.cnf.in:ro
     expose: ["6033", "6034"]
@@ -797,6 +794,7 @@ export async function renderInfra(dir: URL = FUNCTIONS_DIR): Promise<Record<stri
     'infra/prometheus/prometheus.yml': renderPrometheus(model),
     'docker-compose.yml': renderCompose(model),
     ...renderKubernetes(model),
+    'infra/mysql/proxysql.cnf': renderProxySqlCnf(),
     'infra/mysql/connections.cnf': renderConnectionsCnf(
       topologyBudget(model),
       'the instances in docker-compose.yml',

@@ -3,6 +3,21 @@ import { DEFAULT_DATABASE_POOL_SIZE, DEFAULT_DATABASE_REPLICA_POOL_SIZE, ENV_VAR
 import { eventTopology } from '../../shared/events/topology'
 import { MAX_BODY_BYTES } from '../../shared/http/app'
 import { SHUTDOWN_DEADLINE_MS } from '../../shared/runtime/server'
+import {
+  type BudgetLimits,
+  type ConnectionBudget,
+  ConnectionBudgetError,
+  connectionBudget,
+  MARIADB_LIMITS,
+} from '../connection-budget'
+import {
+  MYSQL_HOSTS,
+  PROXYSQL_IMAGE,
+  PROXYSQL_LIMITS,
+  PROXYSQL_PORTS,
+  proxySqlStart,
+  renderProxySqlCnf,
+} from './proxysql'
 
 /**
  * The Kubernetes deployment, rendered from the functions/ folder by `npm run gen:infra` into infra/k8s:
@@ -97,9 +112,16 @@ export type UnitPlan = {
   component: Component
   production: Scaling
   small: Scaling
-  /** MySQL connections one pod may hold: its pool to the primary, and one to the replica when set. */
+  /** Pods a rolling update adds beside `production.maxReplicas` at most (maxSurge, rounded up). */
+  surge: number
+  /** MySQL connections one pod may hold (DATABASE_POOL_SIZE, DATABASE_REPLICA_POOL_SIZE), to the proxy. */
   pools: { mysqlPrimary: number; mysqlReplica: number }
 }
+
+/** The Deployments' rolling update: never below the wanted pods, a quarter more while it rolls. */
+export const MAX_SURGE_PERCENT = 25
+/** Kubernetes rounds a percentage maxSurge up. */
+export const surgeOf = (replicas: number) => Math.ceil((replicas * MAX_SURGE_PERCENT) / 100)
 
 /** Every deployable unit with its replica bounds and pool sizes: the inputs of a connection budget. */
 export function deploymentPlan(model: K8sModel): UnitPlan[] {
@@ -118,8 +140,106 @@ export function deploymentPlan(model: K8sModel): UnitPlan[] {
       component,
       production: { ...scaling, ...SCALING_OVERRIDES[name] },
       small: SMALL_SCALING,
-      pools: { mysqlPrimary: DEFAULT_DATABASE_POOL_SIZE, mysqlReplica: DEFAULT_DATABASE_REPLICA_POOL_SIZE },
+      surge: surgeOf({ ...scaling, ...SCALING_OVERRIDES[name] }.maxReplicas),
+      pools: { mysqlPrimary: POOL_SIZES.primary, mysqlReplica: POOL_SIZES.replica },
     }))
+}
+
+/** What every function and worker pod is given (the ConfigMap's DATABASE_POOL_SIZE and DATABASE_REPLICA_POOL_SIZE). */
+export const POOL_SIZES = {
+  primary: DEFAULT_DATABASE_POOL_SIZE,
+  replica: DEFAULT_DATABASE_REPLICA_POOL_SIZE,
+} as const
+
+// ------------------------------------------------------------------------------- connection proxy
+
+/**
+ * At HPA maxReplicas every function and worker pod together may hold far more MySQL connections than one
+ * MariaDB admits (docs/scaling.md), so they all connect to the connection proxy (ProxySQL), which lends a
+ * bounded set of server connections per transaction. Its own replicas are fixed (no autoscaler): two for
+ * availability, one more while it rolls.
+ */
+export const PROXY = {
+  name: 'mysql-proxy',
+  replicas: 2,
+  surge: 1,
+  /** Backend connections of one proxy pod (infra/mysql/proxysql.cnf, the same file as Compose's). */
+  backend: { primary: PROXYSQL_LIMITS.primary, replica: PROXYSQL_LIMITS.replica },
+  /** Client connections one proxy pod accepts; kube-proxy may send every pool to the same one. */
+  clients: PROXYSQL_LIMITS.clients,
+} as const
+export type ProxyPlan = {
+  replicas: number
+  surge: number
+  backend: { primary: number; replica: number }
+  clients: number
+}
+
+/**
+ * What connects to MariaDB without the proxy: the migration Job (one connection at a time, and the Job
+ * runs once per release) and the daily backup (mariadb-dump, one connection). The proxy would pin the
+ * migration's GET_LOCK session anyway, and the backup reads the binary log position of its own snapshot.
+ */
+export const DIRECT_MYSQL_CLIENTS = [
+  { name: 'migrate', instances: 1, poolSize: 1, replicaPoolSize: 0 },
+  { name: 'db-backup', instances: 1, poolSize: 1, replicaPoolSize: 0 },
+] as const
+
+export type KubernetesBudget = {
+  /** Every function and worker pod at maxReplicas plus surge, both pools full: the proxy's clients. */
+  clients: ConnectionBudget
+  /** What MariaDB sees: every proxy pod's backend limit, plus the direct clients, plus headroom. */
+  mariadb: ConnectionBudget
+}
+
+/**
+ * The connection budget of the Kubernetes topology. Refuses (ConnectionBudgetError) one whose pods could
+ * hold more client connections than one proxy pod accepts, or whose MariaDB-side sum is over the
+ * max_connections one server may be given.
+ */
+export function kubernetesBudget(
+  plan: UnitPlan[],
+  proxy: ProxyPlan = PROXY,
+  limits: BudgetLimits = MARIADB_LIMITS,
+): KubernetesBudget {
+  // Added up here, checked below: the proxy's limit is on both pools of a pod together (one port each).
+  const clients = connectionBudget(
+    plan.map((unit) => ({
+      name: unit.name,
+      instances: unit.production.maxReplicas,
+      surge: unit.surge,
+      poolSize: unit.pools.mysqlPrimary,
+      replicaPoolSize: unit.pools.mysqlReplica,
+    })),
+    { ceiling: Number.MAX_SAFE_INTEGER, headroom: 0 },
+  )
+  const total = clients.primary + clients.replica
+  if (total > proxy.clients) {
+    const largest = [...clients.rows]
+      .sort((a, b) => b.primary + b.replica - (a.primary + a.replica))
+      .slice(0, 3)
+      .map((row) => `${row.name} ${row.instances} pods = ${row.primary + row.replica}`)
+    throw new ConnectionBudgetError(
+      `Over the proxy's client limit: functions and workers may open up to ${total} connections ` +
+        `(${clients.primary} for the primary, ${clients.replica} for the replica), but one proxy pod ` +
+        `accepts ${proxy.clients}. Largest: ${largest.join(', ')}. Lower maxReplicas or the pool sizes, or ` +
+        "raise the proxy's client limit (scripts/infra/proxysql.ts).",
+    )
+  }
+  const mariadb = connectionBudget(
+    [
+      {
+        name: PROXY.name,
+        instances: proxy.replicas,
+        surge: proxy.surge,
+        poolSize: proxy.backend.primary,
+        replicaPoolSize: proxy.backend.replica,
+      },
+      ...DIRECT_MYSQL_CLIENTS,
+    ],
+    limits,
+  )
+  return { clients, mariadb }
 }
 
 // ------------------------------------------------------------------------------------------- helpers
@@ -154,6 +274,9 @@ const CONFIG_KEYS = {
   configMap: {
     NODE_ENV: 'production',
     PORT: String(CONTAINER_PORT),
+    // Set here rather than left to the defaults: they are the pools the connection budget adds up.
+    DATABASE_POOL_SIZE: String(POOL_SIZES.primary),
+    DATABASE_REPLICA_POOL_SIZE: String(POOL_SIZES.replica),
     BUSINESS_TIMEZONE: 'Asia/Seoul',
     LOG_LEVEL: 'info',
     PRODUCT_CACHE_TTL_SECONDS: '3600',
@@ -163,8 +286,6 @@ const CONFIG_KEYS = {
   },
   /** Keys of the operator's Secret; URLs carry passwords. Optional ones may be left out of it. */
   secret: {
-    DATABASE_URL: false,
-    DATABASE_REPLICA_URL: true,
     REDIS_URL: false,
     RABBITMQ_URL: false,
     JWT_SECRET: false,
@@ -175,7 +296,32 @@ for (const name of [...Object.keys(CONFIG_KEYS.configMap), ...Object.keys(CONFIG
   if (!ENV_VARS.includes(name)) throw new Error(`k8s: ${name} is not read by shared/config.ts`)
 }
 
+/**
+ * The password of the application's MySQL user (`commerce`), from the Secret: the functions' database
+ * URLs are composed from it (Kubernetes expands `$(NAME)` in a value from a variable listed before it),
+ * so they can only point at the proxy. Letters and digits only, as it goes into a URL unescaped.
+ */
+export const MYSQL_PASSWORD_VARIABLE = 'MYSQL_PASSWORD'
+export const proxyUrl = (port: number) =>
+  `mysql://commerce:$(${MYSQL_PASSWORD_VARIABLE})@${PROXY.name}:${port}/commerce`
+
+/** Keys of the operator's Secret (docs/scaling.md says what each holds); none is ever committed. */
+export const SECRET_KEYS = [
+  MYSQL_PASSWORD_VARIABLE,
+  ...Object.keys(CONFIG_KEYS.secret),
+  'MIGRATE_DATABASE_URL',
+  'BACKUP_DATABASE_URL',
+  'PROXYSQL_ADMIN_PASSWORD',
+] as const
+
 const appEnv = () => [
+  {
+    name: MYSQL_PASSWORD_VARIABLE,
+    valueFrom: { secretKeyRef: { name: SECRET, key: MYSQL_PASSWORD_VARIABLE } },
+  },
+  // Through the connection proxy, never to MariaDB itself: the budget counts the proxy's connections.
+  { name: 'DATABASE_URL', value: proxyUrl(PROXYSQL_PORTS.primary) },
+  { name: 'DATABASE_REPLICA_URL', value: proxyUrl(PROXYSQL_PORTS.replica) },
   ...Object.keys(CONFIG_KEYS.configMap).map((name) => ({
     name,
     valueFrom: { configMapKeyRef: { name: CONFIG_MAP, key: name } },
@@ -435,7 +581,8 @@ const policy = (name: string, spec: Doc): Doc => ({
 
 /** Data stores run in this namespace with these labels (their operators' pod labels), or outside it. */
 export const DATA_STORES = [
-  { name: 'mysql', port: 3306, clients: ['function', 'worker', 'migrate', 'backup'], extra: [] },
+  // Functions and workers reach MySQL only through the proxy (its own policy below).
+  { name: 'mysql', port: 3306, clients: ['proxy', 'migrate', 'backup'], extra: [] },
   { name: 'redis', port: 6379, clients: ['function', 'worker'], extra: [] },
   {
     name: 'rabbitmq',
@@ -467,6 +614,15 @@ function networkPolicies(): Doc[] {
         {
           from: [fromNamespace(ADDON_NAMESPACES.monitoring, { 'app.kubernetes.io/name': 'prometheus' })],
           ports: [{ port: 'http', protocol: 'TCP' }],
+        },
+      ],
+    }),
+    policy(`${PROXY.name}-from-app`, {
+      podSelector: { matchLabels: selectorFor(PROXY.name) },
+      ingress: [
+        {
+          from: [{ podSelector: app }],
+          ports: [PROXYSQL_PORTS.primary, PROXYSQL_PORTS.replica].map((port) => ({ port, protocol: 'TCP' })),
         },
       ],
     }),
@@ -547,7 +703,8 @@ const migrateCronJob = (): Doc => ({
           args: ['migrate'],
           env: [
             { name: 'NODE_ENV', valueFrom: { configMapKeyRef: { name: CONFIG_MAP, key: 'NODE_ENV' } } },
-            secretEnv('DATABASE_URL'),
+            // The primary itself, as a user that may change the schema: migrations do not go through the proxy.
+            secretEnv('DATABASE_URL', 'MIGRATE_DATABASE_URL'),
             secretEnv('JWT_SECRET'),
           ],
         }),
@@ -600,6 +757,115 @@ const backupResources = (): Doc[] => [
     },
   },
 ]
+
+// -------------------------------------------------------------------------------- the MySQL proxy
+
+const MYSQL_HOSTS_TEXT = `${MYSQL_HOSTS.primary} and ${MYSQL_HOSTS.replica}`
+
+/** Any non-root uid: ProxySQL writes only to its data folder and /tmp, both emptyDirs. */
+const PROXY_UID = 65532
+const PROXY_CONFIG_MAP = `${PROXY.name}-config`
+
+function proxyResources(budget: KubernetesBudget): Doc[] {
+  const labels = labelsFor(PROXY.name, 'proxy')
+  const port = (name: string, containerPort: number) => ({ name, containerPort, protocol: 'TCP' })
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: PROXY_CONFIG_MAP, labels },
+      data: { 'proxysql.cnf.in': renderProxySqlCnf() },
+    },
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: PROXY.name, labels },
+      spec: {
+        // Fixed, not autoscaled: every pod's backend limit counts against MariaDB's max_connections.
+        replicas: PROXY.replicas,
+        revisionHistoryLimit: 10,
+        selector: { matchLabels: selectorFor(PROXY.name) },
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: PROXY.surge } },
+        template: {
+          metadata: {
+            labels,
+            annotations: {
+              'commerce/mariadb-connections': `primary ${budget.mariadb.primary}, replica ${budget.mariadb.replica}`,
+            },
+          },
+          spec: {
+            automountServiceAccountToken: false,
+            // Clients' connections end with the pod: a transaction in flight fails and is retried by the
+            // function (a lost connection before COMMIT), so the pod leaves the Service's endpoints first.
+            terminationGracePeriodSeconds: 30,
+            securityContext: podSecurity(PROXY_UID),
+            topologySpreadConstraints: [
+              {
+                maxSkew: 1,
+                topologyKey: 'kubernetes.io/hostname',
+                whenUnsatisfiable: 'ScheduleAnyway',
+                labelSelector: { matchLabels: selectorFor(PROXY.name) },
+                matchLabelKeys: ['pod-template-hash'],
+              },
+            ],
+            containers: [
+              {
+                name: 'proxysql',
+                image: PROXYSQL_IMAGE,
+                imagePullPolicy: 'IfNotPresent',
+                command: ['sh', '-c', proxySqlStart('/etc/proxysql/proxysql.cnf.in')],
+                env: [MYSQL_PASSWORD_VARIABLE, 'PROXYSQL_ADMIN_PASSWORD'].map((name) => secretEnv(name)),
+                ports: [port('mysql', PROXYSQL_PORTS.primary), port('mysql-replica', PROXYSQL_PORTS.replica)],
+                resources: {
+                  requests: { cpu: '250m', memory: '128Mi' },
+                  limits: { cpu: '1', memory: '512Mi' },
+                },
+                readinessProbe: { tcpSocket: { port: 'mysql' }, periodSeconds: 5, failureThreshold: 2 },
+                livenessProbe: { tcpSocket: { port: 'mysql' }, periodSeconds: 10, failureThreshold: 3 },
+                lifecycle: { preStop: { exec: { command: ['sleep', String(PRE_STOP_SECONDS)] } } },
+                securityContext: containerSecurity,
+                volumeMounts: [
+                  tmpMount,
+                  { name: 'config', mountPath: '/etc/proxysql', readOnly: true },
+                  { name: 'data', mountPath: '/var/lib/proxysql' },
+                ],
+              },
+            ],
+            volumes: [
+              tmpVolume,
+              { name: 'config', configMap: { name: PROXY_CONFIG_MAP } },
+              { name: 'data', emptyDir: { sizeLimit: '256Mi' } },
+            ],
+          },
+        },
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: PROXY.name, labels },
+      spec: {
+        type: 'ClusterIP',
+        selector: selectorFor(PROXY.name),
+        ports: [
+          { name: 'mysql', port: PROXYSQL_PORTS.primary, targetPort: 'mysql', protocol: 'TCP' },
+          {
+            name: 'mysql-replica',
+            port: PROXYSQL_PORTS.replica,
+            targetPort: 'mysql-replica',
+            protocol: 'TCP',
+          },
+        ],
+      },
+    },
+    {
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata: { name: PROXY.name, labels },
+      spec: { maxUnavailable: 1, selector: { matchLabels: selectorFor(PROXY.name) } },
+    },
+  ]
+}
 
 // ------------------------------------------------------------------------------------------------ KEDA
 
@@ -676,9 +942,13 @@ const kustomization = (fields: Doc, kind = 'Kustomization'): Doc => ({
 
 const jsonPatch = (operations: Doc[]) => operations.map((op) => stringify([op], { lineWidth: 0 })).join('')
 
-/** Repository-relative path → content of every file under infra/k8s. */
-export function renderKubernetes(model: K8sModel): Record<string, string> {
+/**
+ * Repository-relative path → content of every file under infra/k8s. Refuses (ConnectionBudgetError) a
+ * topology over the connection budget; `proxy` is for tests of that refusal.
+ */
+export function renderKubernetes(model: K8sModel, proxy: ProxyPlan = PROXY): Record<string, string> {
   const plan = deploymentPlan(model)
+  const budget = kubernetesBudget(plan, proxy)
   const files: Record<string, string> = {}
   const base = 'infra/k8s/base'
 
@@ -698,7 +968,14 @@ export function renderKubernetes(model: K8sModel): Record<string, string> {
         data: CONFIG_KEYS.configMap,
       },
     ],
-    `Settings without secrets. The Secret ${SECRET} (keys ${Object.keys(CONFIG_KEYS.secret).join(', ')}, BACKUP_DATABASE_URL) and the TLS Secret ${TLS_SECRET} are created by the operator: see docs/scaling.md.`,
+    `Settings without secrets. The Secret ${SECRET} (keys ${SECRET_KEYS.join(', ')}) and the TLS Secret ${TLS_SECRET} are created by the operator: see docs/scaling.md.`,
+  )
+  files[`${base}/mysql-proxy.yaml`] = yamlFile(
+    proxyResources(budget),
+    `The connection proxy every function and worker reaches MySQL through. MariaDB sees at most ` +
+      `${budget.mariadb.primary} connections to the primary and ${budget.mariadb.replica} to the replica ` +
+      `(${proxy.replicas + proxy.surge} proxy pods while one rolls, plus migrations and backups): give it ` +
+      `max_connections = ${budget.mariadb.maxConnections} or more. Services ${MYSQL_HOSTS_TEXT} must reach the servers.`,
   )
   for (const unit of plan) {
     files[`${base}/${unit.component}s/${unit.name}.yaml`] = yamlFile([
@@ -722,6 +999,7 @@ export function renderKubernetes(model: K8sModel): Record<string, string> {
       resources: [
         'namespace.yaml',
         'config.yaml',
+        'mysql-proxy.yaml',
         ...plan.map((unit) => `${unit.component}s/${unit.name}.yaml`),
         'ingress.yaml',
         'network-policies.yaml',

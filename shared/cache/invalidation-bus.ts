@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { Logger } from '../logger'
+import { redisConnectionName } from '../redis/client'
 
 /** How long `publish` waits for its own message to come back before it stops waiting. */
 const ROUND_TRIP_TIMEOUT_MS = 250
@@ -43,7 +44,11 @@ export function createInvalidationBus(
   let subscribed = false
 
   const open = () => {
-    const connection = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: null })
+    const connection = new Redis(redisUrl, {
+      lazyConnect: true,
+      maxRetriesPerRequest: null,
+      connectionName: redisConnectionName(channel),
+    })
     connection.on('error', () => undefined)
     let readyBefore = false
     connection.on('ready', () => {

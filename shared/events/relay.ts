@@ -3,6 +3,7 @@ import { Redis } from 'ioredis'
 import type { Deps } from '../deps'
 import { purgeExpiredIdempotencyKeys } from '../idempotency/idempotency'
 import type { Logger } from '../logger'
+import { redisConnectionName } from '../redis/client'
 import { redisKeyPrefix } from '../runtime/deps'
 import { purgeProcessedEvents } from '../stats/sales'
 import { outboxWakeChannel } from './outbox'
@@ -106,14 +107,24 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
 
   // BullMQ's worker blocks on Redis and must wait through outages (maxRetriesPerRequest null); the
   // sweeper's connection fails fast instead, so that a sweep during an outage ends instead of hanging.
-  const workerConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
+  const named = (purpose: string) =>
+    redisConnectionName(`${redisKeyPrefix(config.databaseUrl)}relay-${purpose}`)
+  const workerConnection = new Redis(config.redisUrl, {
+    maxRetriesPerRequest: null,
+    connectionName: named('worker'),
+  })
   const queueConnection = new Redis(config.redisUrl, {
     maxRetriesPerRequest: 1,
     enableOfflineQueue: false,
     connectTimeout: 2_000,
+    connectionName: named('queue'),
   })
   // Wake-ups arrive on a connection of their own (a subscribed connection can do nothing else).
-  const wakeConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true })
+  const wakeConnection = new Redis(config.redisUrl, {
+    maxRetriesPerRequest: null,
+    lazyConnect: true,
+    connectionName: named('wake'),
+  })
   workerConnection.on('error', () => undefined)
   queueConnection.on('error', () => undefined)
   wakeConnection.on('error', () => undefined)
@@ -317,6 +328,9 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
         )
       const running = new Worker(OUTBOX_QUEUE, publishJob, {
         connection: workerConnection,
+        // BullMQ opens one more connection (for its blocking fetch) and names it after the queue and this:
+        // `<prefix>bull:<queue in base64>:w:relay-blocking:<host>:<pid>`.
+        name: redisConnectionName('relay-blocking'),
         prefix,
         concurrency: settings.concurrency,
         // A job whose worker lost Redis (or died) mid-publish is taken back within about 10 s instead of

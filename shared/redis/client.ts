@@ -1,6 +1,14 @@
+import { hostname } from 'node:os'
 import { Redis } from 'ioredis'
 
 export type { Redis }
+
+/**
+ * The name a connection gives itself (CLIENT SETNAME), so that Redis's CLIENT LIST tells whose and what
+ * each connection is: `<purpose>:<host>:<pid>`, e.g. `commerce:main:order-create-7d9f-x2k4:1`. In a pod the
+ * host name is the pod's name; on one machine the pid tells the processes apart.
+ */
+export const redisConnectionName = (purpose: string) => `${purpose}:${hostname()}:${process.pid}`
 
 /**
  * A Redis client for cache, locks and counters. It fails fast instead of queueing while Redis is away
@@ -22,6 +30,7 @@ export function createRedis(url: string, keyPrefix = ''): Redis {
     // Commands issued in the same turn of the event loop go out in one write (one system call): a
     // request's GET and PTTL, and the commands of concurrent requests, share it.
     enableAutoPipelining: true,
+    connectionName: redisConnectionName(`${keyPrefix}main`),
   })
   // Without a listener ioredis logs every failed reconnect to stderr; readiness reports the state instead.
   redis.on('error', () => undefined)
