@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { sql } from 'drizzle-orm'
 import type { Hono } from 'hono'
-import type { Pool } from 'mysql2'
 import mysql from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import createBalanceChargeApp from '../../functions/balance-charge/handler'
@@ -25,7 +24,7 @@ import {
   uniqueUserId,
 } from '../testing/harness'
 import { type OwnMariaDb, ownMariaDbUnavailable, startOwnMariaDb } from '../testing/own-mariadb'
-import { createDatabase, type Database, EXHAUSTED_TRIES, PoolAcquireTimeoutError } from './client'
+import { createDatabase, type Database, EXHAUSTED_TRIES, PoolAcquireTimeoutError, poolOf } from './client'
 import { migrateDatabase } from './migrate'
 
 /**
@@ -164,8 +163,7 @@ describe.skipIf(UNAVAILABLE)(
             subscribe(DB_CONNECTION_EXHAUSTED_CHANNEL, listener)
             try {
               // The pool's own query(), as raw mysql2 callers use it: it takes its connection from the same place.
-              const pool = (database.db as unknown as { $client: Pool }).$client
-              const [rows] = await pool.promise().query('SELECT 7 AS seven')
+              const [rows] = await poolOf(database.db).promise().query('SELECT 7 AS seven')
               return rows
             } finally {
               unsubscribe(DB_CONNECTION_EXHAUSTED_CHANNEL, listener)
