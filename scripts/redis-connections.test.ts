@@ -170,8 +170,10 @@ describe('Redis connections per process', () => {
         connections: await connectionsOf(child.pid as number),
       })),
     )
+    expect(Object.fromEntries(held.map(({ name, connections }) => [name, connections.length]))).toEqual(
+      Object.fromEntries(names.map((name) => [name, expected.get(name)])),
+    )
     for (const { name, connections } of held) {
-      expect({ name, count: connections.length }).toEqual({ name, count: expected.get(name) })
       expect(
         connections.filter((what) => what !== 'main' && what !== 'cache-invalidation'),
         name,
