@@ -1,7 +1,7 @@
 import type { Pool } from 'mysql2'
 import { AppError } from '../errors'
-import { isDependencyFailure } from '../failures'
-import type { Db, Tx } from './client'
+import { isConnectionExhausted, isDependencyFailure } from '../failures'
+import { type Db, PoolAcquireTimeoutError, type Tx } from './client'
 
 const DEADLOCK = 1213
 const LOCK_WAIT_TIMEOUT = 1205
@@ -71,6 +71,9 @@ async function retrying<T>(
         continue
       }
       if (!isDependencyFailure(error)) throw error
+      // The pool already retried a full server and bounded its wait (shared/db/client.ts): once more
+      // here would only multiply the wait.
+      if (isConnectionExhausted(error) || error instanceof PoolAcquireTimeoutError) throw error
       if (state.committing) {
         throw new AppError(
           'SERVICE_UNAVAILABLE',
