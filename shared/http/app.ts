@@ -118,22 +118,17 @@ export function createServiceApp(
   // stay outside so that probes and scrapes are never refused.
   app.use('/v1/*', rateLimit(deps))
 
+  // One guard for bodies: declared as JSON (415), and a declared length over the limit refused before
+  // anything reads it (413); a chunked body is counted as the route reads it (readBody in ./validate).
   app.use('*', async (c, next) => {
-    if (BODY_METHODS.has(c.req.method) && hasBody(c) && !isJson(c.req.header('Content-Type'))) {
-      throw new AppError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        'Request bodies must be sent as Content-Type: application/json',
-      )
-    }
-    await next()
-  })
-
-  // A declared length over the limit is refused before anything reads the body; a chunked body is
-  // counted as the route reads it (readBody in ./validate).
-  app.use('*', async (c, next) => {
-    const length = Number(c.req.header('Content-Length') ?? 0)
-    if (BODY_METHODS.has(c.req.method) && length > MAX_BODY_BYTES) {
-      throw tooLarge()
+    if (BODY_METHODS.has(c.req.method)) {
+      if (hasBody(c) && !isJson(c.req.header('Content-Type'))) {
+        throw new AppError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          'Request bodies must be sent as Content-Type: application/json',
+        )
+      }
+      if (Number(c.req.header('Content-Length') ?? 0) > MAX_BODY_BYTES) throw tooLarge()
     }
     await next()
   })
