@@ -287,7 +287,13 @@ describe.each(['small', 'production'])('the %s overlay, rendered by kustomize', 
   it.skipIf(!KUBECTL)(
     `sets only environment variables the code reads, with secrets from the Secret${SKIP_KUBECTL}`,
     () => {
-      const secretNames = [MYSQL_PASSWORD_VARIABLE, 'REDIS_URL', 'RABBITMQ_URL', 'JWT_SECRET']
+      const secretNames = [
+        MYSQL_PASSWORD_VARIABLE,
+        'REDIS_URL',
+        'RABBITMQ_URL',
+        'JWT_SECRET',
+        'JWT_SECRET_PREVIOUS',
+      ]
       const databaseUrls = ['DATABASE_URL', 'DATABASE_REPLICA_URL']
       const pods = podSpecs(manifests).filter(({ owner }) => owner !== PROXY.name)
       expect(pods.length).toBe(plan.length + 2)

@@ -555,6 +555,8 @@ x-app-environment: &app-environment
   REDIS_URL: redis://redis:6379
   RABBITMQ_URL: amqp://commerce:\${RABBITMQ_PASSWORD:-commerce-dev}@rabbitmq:5672
   JWT_SECRET: \${JWT_SECRET:?set JWT_SECRET to a secret of at least 32 characters}
+  # Set only during a rotation: tokens signed with it are still accepted (docs/operations.md).
+  JWT_SECRET_PREVIOUS: \${JWT_SECRET_PREVIOUS:-}
   BUSINESS_TIMEZONE: Asia/Seoul
   LOG_LEVEL: info
 

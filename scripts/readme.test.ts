@@ -8,11 +8,18 @@ const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 describe('README', () => {
-  it('maps every HTTP function to its route', async () => {
+  it('maps every HTTP function to its route, with the access its route declares', async () => {
+    // `owner or admin` is a `user` route whose verb checks the owner (another user's order is a 404).
+    const accessWords = {
+      public: 'public',
+      user: '(user|owner or admin)',
+      'self-or-admin': 'self or admin',
+      admin: 'admin',
+    }
     for (const fn of await discoverFunctions()) {
       const path = fn.route.path.replace(/:(\w+)/g, '{$1}')
       const row = new RegExp(
-        `\\|\\s*\`${fn.route.method} ${escapeRegExp(path)}\`\\s*\\|\\s*\`${fn.name}\`\\s*\\|`,
+        `\\|\\s*\`${fn.route.method} ${escapeRegExp(path)}\`\\s*\\|\\s*\`${fn.name}\`\\s*\\|\\s*${accessWords[fn.route.access]}\\s*\\|`,
       )
       expect(readme, fn.name).toMatch(row)
     }

@@ -22,6 +22,7 @@ describe('loadConfig', () => {
       redisUrl: 'redis://127.0.0.1:6379',
       rabbitmqUrl: 'amqp://guest:guest@127.0.0.1:5672',
       jwtSecret: DEVELOPMENT_JWT_SECRET,
+      jwtSecretPrevious: undefined,
       businessTimeZone: 'Asia/Seoul',
       productCacheTtlSeconds: 3600,
       popularCacheTtlSeconds: 600,
@@ -47,6 +48,28 @@ describe('loadConfig', () => {
     expect(messageOf({ JWT_SECRET: 'short' })).toContain('JWT_SECRET')
     const secret = 'a-production-secret-of-at-least-32-chars'
     expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: secret }).jwtSecret).toBe(secret)
+  })
+
+  it('takes a previous JWT secret with the same rules, never the development default in production', () => {
+    const current = 'a-production-secret-of-at-least-32-chars'
+    const previous = 'the-secret-before-it-also-32-chars-long'
+    expect(loadConfig({ JWT_SECRET: current, JWT_SECRET_PREVIOUS: previous })).toMatchObject({
+      jwtSecret: current,
+      jwtSecretPrevious: previous,
+    })
+    expect(loadConfig({ JWT_SECRET_PREVIOUS: '' }).jwtSecretPrevious).toBeUndefined()
+    const short = messageOf({ JWT_SECRET_PREVIOUS: 'short-secret-value' })
+    expect(short).toContain('JWT_SECRET_PREVIOUS: must be at least 32 characters')
+    expect(short).not.toContain('short-secret-value')
+    const production = { NODE_ENV: 'production', JWT_SECRET: current }
+    expect(messageOf({ ...production, JWT_SECRET_PREVIOUS: DEVELOPMENT_JWT_SECRET })).toContain(
+      'JWT_SECRET_PREVIOUS',
+    )
+    expect(loadConfig({ ...production, JWT_SECRET_PREVIOUS: previous }).jwtSecretPrevious).toBe(previous)
+    // Outside production the default is what a developer rotates away from, so it is accepted there.
+    expect(
+      loadConfig({ JWT_SECRET: current, JWT_SECRET_PREVIOUS: DEVELOPMENT_JWT_SECRET }).jwtSecretPrevious,
+    ).toBe(DEVELOPMENT_JWT_SECRET)
   })
 
   it('reads the pool sizes and refuses one that cannot work', () => {

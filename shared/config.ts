@@ -60,6 +60,8 @@ const isTimeZone = (value: string): boolean => {
   }
 }
 
+const JwtSecret = v.pipe(v.string(), v.minLength(32, 'must be at least 32 characters'))
+
 const EnvSchema = v.object({
   NODE_ENV: v.optional(v.string(), 'development'),
   PORT: intVar(0, 65535, 8080),
@@ -69,7 +71,8 @@ const EnvSchema = v.object({
   DATABASE_REPLICA_POOL_SIZE: intVar(MIN_DATABASE_POOL_SIZE, 1000, DEFAULT_DATABASE_REPLICA_POOL_SIZE),
   REDIS_URL: urlVar(['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
   RABBITMQ_URL: urlVar(['amqp:', 'amqps:'], 'amqp://guest:guest@127.0.0.1:5672'),
-  JWT_SECRET: v.optional(v.pipe(v.string(), v.minLength(32, 'must be at least 32 characters'))),
+  JWT_SECRET: v.optional(JwtSecret),
+  JWT_SECRET_PREVIOUS: v.optional(JwtSecret),
   BUSINESS_TIMEZONE: v.pipe(
     v.optional(v.string(), DEFAULT_TIME_ZONE),
     v.check(isTimeZone, 'must be an IANA time zone'),
@@ -112,6 +115,11 @@ export type Config = {
   redisUrl: string
   rabbitmqUrl: string
   jwtSecret: string
+  /**
+   * During a rotation, the secret before JWT_SECRET: tokens signed with it are still accepted (never
+   * signed with it), so that clients move to new tokens without a 401 (docs/operations.md).
+   */
+  jwtSecretPrevious: string | undefined
   businessTimeZone: string
   productCacheTtlSeconds: number
   popularCacheTtlSeconds: number
@@ -162,6 +170,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'Invalid configuration:\n  JWT_SECRET: must be set to a secret of your own when NODE_ENV=production',
     )
   }
+  // Everyone knows the development default: accepting it would let anyone mint a valid token.
+  if (production && e.JWT_SECRET_PREVIOUS === DEVELOPMENT_JWT_SECRET) {
+    throw new ConfigError(
+      'Invalid configuration:\n  JWT_SECRET_PREVIOUS: must not be the development default when NODE_ENV=production',
+    )
+  }
   return {
     env: e.NODE_ENV,
     port: e.PORT,
@@ -172,6 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     rabbitmqUrl: e.RABBITMQ_URL,
     jwtSecret: e.JWT_SECRET ?? DEVELOPMENT_JWT_SECRET,
+    jwtSecretPrevious: e.JWT_SECRET_PREVIOUS,
     businessTimeZone: e.BUSINESS_TIMEZONE,
     productCacheTtlSeconds: e.PRODUCT_CACHE_TTL_SECONDS,
     popularCacheTtlSeconds: e.POPULAR_CACHE_TTL_SECONDS,

@@ -17,7 +17,7 @@ export const route = defineRoute({
   path: '/v1/users/:userId/balance/charge',
   summary: 'Add money to a balance (never above 1,000,000,000 won); concurrent charges all apply',
   tag: 'Balance',
-  access: 'user',
+  access: 'self-or-admin',
   params: idParams('userId'),
   body: ChargeBody,
   idempotent: true,

@@ -13,7 +13,7 @@ export const route = defineRoute({
   path: '/v1/users/:userId/balance',
   summary: "A user's balance (0 before the first charge)",
   tag: 'Balance',
-  access: 'user',
+  access: 'self-or-admin',
   params: idParams('userId'),
   response: { status: 200, description: 'The balance', schema: BalanceSchema },
   errors: ['FORBIDDEN'],

@@ -17,7 +17,7 @@ export const route = defineRoute({
   path: '/v1/users/:userId/balance/history',
   summary: "A user's balance changes, newest first (amount is signed)",
   tag: 'Balance',
-  access: 'user',
+  access: 'self-or-admin',
   params: idParams('userId'),
   query: pageQuery,
   response: {

@@ -160,19 +160,21 @@ describe('GET /v1/users/:userId/orders', () => {
   })
 
   it("refuses another user's list with 403 and bad paging with 400", async () => {
-    const token = await tokenFor(t.deps, uniqueUserId())
+    const userId = uniqueUserId()
+    const token = await tokenFor(t.deps, userId)
     expectProblemShape(
       await call(t.app, 'GET', `/v1/users/${uniqueUserId()}/orders`, { token }),
       403,
       'FORBIDDEN',
     )
+    // The caller's own list: on another user's, the 403 comes before any 400 (docs/api.md).
     expectProblemShape(
-      await call(t.app, 'GET', '/v1/users/1/orders?limit=0', { token }),
+      await call(t.app, 'GET', `/v1/users/${userId}/orders?limit=0`, { token }),
       400,
       'VALIDATION_FAILED',
     )
     expectProblemShape(
-      await call(t.app, 'GET', '/v1/users/1/orders?cursor=nope', { token }),
+      await call(t.app, 'GET', `/v1/users/${userId}/orders?cursor=nope`, { token }),
       400,
       'VALIDATION_FAILED',
     )

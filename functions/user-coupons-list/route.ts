@@ -7,7 +7,7 @@ export const route = defineRoute({
   path: '/v1/users/:userId/coupons',
   summary: "A user's coupons, newest first; EXPIRED once expiresAt has passed unused",
   tag: 'Coupons',
-  access: 'user',
+  access: 'self-or-admin',
   params: idParams('userId'),
   query: UserCouponsQuery,
   response: { status: 200, description: "The user's coupons", schema: UserCouponListSchema },

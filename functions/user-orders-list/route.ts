@@ -8,7 +8,7 @@ export const route = defineRoute({
   path: '/v1/users/:userId/orders',
   summary: "A user's orders, newest first",
   tag: 'Orders',
-  access: 'user',
+  access: 'self-or-admin',
   params: v.strictObject({ userId: IdString }),
   query: pageQuery,
   response: { status: 200, description: 'A page of orders', schema: OrderPageSchema },

@@ -289,6 +289,8 @@ const CONFIG_KEYS = {
     REDIS_URL: false,
     RABBITMQ_URL: false,
     JWT_SECRET: false,
+    /** Only during a rotation (docs/operations.md). */
+    JWT_SECRET_PREVIOUS: true,
   },
 } as const
 

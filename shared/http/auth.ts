@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono'
 import { sign, verify } from 'hono/jwt'
 import * as v from 'valibot'
+import type { Config } from '../config'
 import { AppError } from '../errors'
 import type { AppEnv, AuthClaims } from './context'
 
@@ -18,9 +19,25 @@ const Claims = v.object({
 const unauthenticated = (detail: string) => new AppError('UNAUTHENTICATED', detail)
 
 /**
+ * The secrets a token may be signed with: JWT_SECRET, and during a rotation JWT_SECRET_PREVIOUS, so that
+ * tokens issued before the switch keep working until they expire. Tokens are only ever signed with
+ * JWT_SECRET (mintToken is given that one).
+ */
+export type JwtKeys = Pick<Config, 'jwtSecret' | 'jwtSecretPrevious'>
+
+const secretsOf = (keys: JwtKeys): string[] =>
+  keys.jwtSecretPrevious === undefined || keys.jwtSecretPrevious === keys.jwtSecret
+    ? [keys.jwtSecret]
+    : [keys.jwtSecret, keys.jwtSecretPrevious]
+
+/**
  * Tokens verified lately, by their exact text: a client sends the same token with every request, and
  * checking its signature (an HMAC over WebCrypto) each time is a sizeable share of a cheap request's CPU.
  * An entry is used only until the token's own `exp`; the map is bounded and cleared when full.
+ *
+ * Kept per secret, and a token is looked up only under the secrets the caller accepts now: one process
+ * may serve apps with different keys (tests do), and a token verified with a previous secret must not be
+ * let in by an app that no longer accepts that secret.
  */
 const VERIFIED_MAX = 10_000
 type Verified = { claims: AuthClaims; expiresAtMs: number }
@@ -35,34 +52,49 @@ const verifiedFor = (secret: string) => {
   return verified
 }
 
+/** The payload and the secret that signed it, or undefined when none of them did (or it expired). */
+async function verifyWithAny(
+  token: string,
+  secrets: readonly string[],
+): Promise<{ payload: unknown; secret: string } | undefined> {
+  for (const secret of secrets) {
+    try {
+      return { payload: await verify(token, secret, 'HS256'), secret }
+    } catch {
+      // Not signed with this one (or expired): the next secret may still have signed it.
+    }
+  }
+  return undefined
+}
+
 /** Verifies `Authorization: Bearer <JWT>` (HS256 only, `exp` required) and returns who is calling. */
-export async function authenticate(header: string | undefined, secret: string): Promise<AuthClaims> {
+export async function authenticate(header: string | undefined, keys: JwtKeys): Promise<AuthClaims> {
   if (!header) throw unauthenticated('An Authorization: Bearer token is required')
   const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(header.trim())
   const token = match?.[1]
   if (!token) throw unauthenticated('The Authorization header must be "Bearer <JWT>"')
-  const verified = verifiedFor(secret)
-  const known = verified.get(token)
-  if (known && known.expiresAtMs > Date.now()) return known.claims
-  let payload: unknown
-  try {
-    payload = await verify(token, secret, 'HS256')
-  } catch {
-    throw unauthenticated('The token is invalid, expired or badly signed')
+  const secrets = secretsOf(keys)
+  const now = Date.now()
+  for (const secret of secrets) {
+    const known = verifiedFor(secret).get(token)
+    if (known && known.expiresAtMs > now) return known.claims
   }
-  const parsed = v.safeParse(Claims, payload)
+  const verified = await verifyWithAny(token, secrets)
+  if (!verified) throw unauthenticated('The token is invalid, expired or badly signed')
+  const parsed = v.safeParse(Claims, verified.payload)
   if (!parsed.success) throw unauthenticated('The token lacks a valid sub, role or exp claim')
   const claims: AuthClaims = { userId: parsed.output.sub, role: parsed.output.role }
-  if (verified.size >= VERIFIED_MAX) verified.clear()
-  verified.set(token, { claims, expiresAtMs: parsed.output.exp * 1000 })
+  const cache = verifiedFor(verified.secret)
+  if (cache.size >= VERIFIED_MAX) cache.clear()
+  cache.set(token, { claims, expiresAtMs: parsed.output.exp * 1000 })
   return claims
 }
 
 /** This request's caller, verified at most once however many steps ask (rate limit, then the route). */
-export function authenticateOnce(c: Context<AppEnv>, secret: string): Promise<AuthClaims> {
+export function authenticateOnce(c: Context<AppEnv>, keys: JwtKeys): Promise<AuthClaims> {
   let attempt = c.get('authAttempt')
   if (!attempt) {
-    attempt = authenticate(c.req.header('Authorization'), secret)
+    attempt = authenticate(c.req.header('Authorization'), keys)
     // Whoever asks handles the failure; this only keeps an unasked-for rejection from being unhandled.
     attempt.catch(() => undefined)
     c.set('authAttempt', attempt)
@@ -70,28 +102,41 @@ export function authenticateOnce(c: Context<AppEnv>, secret: string): Promise<Au
   return attempt
 }
 
-export type Access = 'public' | 'user' | 'admin'
+/**
+ * Who may call a route, declared in its route.ts and enforced by the route layer before any validation
+ * (401, then 403, then 400). `self-or-admin` is for `/v1/users/{userId}/...`: the user themself or an admin.
+ */
+export type Access = 'public' | 'user' | 'self-or-admin' | 'admin'
 
-/** Sets c.var.auth for `user` and `admin` routes and refuses a non-admin on `admin` routes. */
+/** The path parameter that names the user on `self-or-admin` routes. */
+export const SELF_PARAM = 'userId'
+
+/**
+ * Sets c.var.auth on every route but public ones, and refuses (403) a non-admin on `admin` routes and on
+ * another user's `self-or-admin` route.
+ *
+ * The path's user id is compared as text, before validation: an id in a path is only valid in its one
+ * canonical decimal form (no sign, leading zero or exponent), so the text equals the caller's `sub`
+ * exactly when the validated id would, and an id that is not valid cannot be the caller's. A non-admin
+ * asking for one thus gets 403 before its 400, as on admin routes.
+ */
 export const requireAuth =
-  (access: Exclude<Access, 'public'>, secret: string): MiddlewareHandler<AppEnv> =>
+  (access: Exclude<Access, 'public'>, keys: JwtKeys): MiddlewareHandler<AppEnv> =>
   async (c, next) => {
-    const auth = await authenticateOnce(c, secret)
+    const auth = await authenticateOnce(c, keys)
     if (access === 'admin' && auth.role !== 'admin') {
       throw new AppError('FORBIDDEN', 'This route needs the admin role')
+    }
+    if (
+      access === 'self-or-admin' &&
+      auth.role !== 'admin' &&
+      c.req.param(SELF_PARAM) !== String(auth.userId)
+    ) {
+      throw new AppError('FORBIDDEN', "You may only access your own account's resources")
     }
     c.set('auth', auth)
     await next()
   }
-
-/** `/v1/users/{userId}/...`: the user themself or an admin. */
-export function assertSelfOrAdmin(auth: AuthClaims | undefined, userId: number): AuthClaims {
-  if (!auth) throw unauthenticated('An Authorization: Bearer token is required')
-  if (auth.role !== 'admin' && auth.userId !== userId) {
-    throw new AppError('FORBIDDEN', "You may only access your own account's resources")
-  }
-  return auth
-}
 
 export async function mintToken(
   secret: string,

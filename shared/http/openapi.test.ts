@@ -146,7 +146,9 @@ describe('GET /openapi.json', () => {
         expect(op.security).toEqual([{ bearerAuth: [] }])
         expect(op.responses['401']).toBeDefined()
       }
-      if (fn.route.access === 'admin') expect(op.responses['403']).toBeDefined()
+      if (fn.route.access === 'admin' || fn.route.access === 'self-or-admin') {
+        expect(op.responses['403']).toBeDefined()
+      }
     }
   })
 
@@ -238,7 +240,7 @@ describe('buildOpenApiDocument', () => {
     path: '/v1/users/:userId/things/:thingId{[0-9]+}',
     summary: 'A route with everything that could trip the converter',
     tag: 'Test',
-    access: 'user',
+    access: 'self-or-admin',
     params: idParams('userId'),
     query: v.strictObject({
       at: v.optional(
@@ -280,6 +282,17 @@ describe('buildOpenApiDocument', () => {
     for (const ref of refsIn(doc)) expect(resolves(doc, ref), ref).toBe(true)
   })
 
+  it('takes self-or-admin from the declaration, not from the path', () => {
+    const anyUser = defineRoute({ ...route, access: 'user' })
+    const op = buildOpenApiDocument([{ name: 'thing-create', route: anyUser }]).paths[
+      '/v1/users/{userId}/things/{thingId}'
+    ]?.post
+    expect(op?.responses['401']).toBeDefined()
+    expect(op?.responses['403']).toBeUndefined()
+    expect(op?.description).toBe('Needs a bearer token.')
+    expect(op?.['x-access']).toBe('user')
+  })
+
   it('adds the idempotency and self-or-admin errors, and groups codes sharing a status', () => {
     const op = buildOpenApiDocument([{ name: 'thing-create', route }]).paths[
       '/v1/users/{userId}/things/{thingId}'
@@ -291,6 +304,7 @@ describe('buildOpenApiDocument', () => {
     expect(codesOf('409')).toContain('INSUFFICIENT_BALANCE')
     expect(codesOf('422')).toContain('IDEMPOTENCY_KEY_REUSED')
     expect(op?.responses['403']).toBeDefined()
+    expect(op?.description).toContain('`sub` = `userId`')
     expect(op?.parameters.find((p) => p.name === 'Idempotency-Key')).toMatchObject({
       in: 'header',
       required: false,

@@ -242,9 +242,8 @@ function parametersOf({ name, route }: DocumentedRoute, components: Record<strin
 const withExample = (parameter: Parameter, example: unknown): Parameter =>
   example === undefined ? parameter : { ...parameter, example }
 
-/** Own-user routes (`/v1/users/{userId}/...`) allow the user themselves or an admin. */
-export const isSelfOrAdmin = (route: RouteDef) =>
-  route.access !== 'public' && route.path.startsWith('/v1/users/:')
+/** As declared in the route: the user named in the path themself, or an admin. */
+export const isSelfOrAdmin = (route: RouteDef) => route.access === 'self-or-admin'
 
 /**
  * The codes a route can answer with: its own list plus what the shared middleware adds around it

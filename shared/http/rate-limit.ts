@@ -4,7 +4,7 @@ import { getConnInfo } from '@hono/node-server/conninfo'
 import type { Context, MiddlewareHandler } from 'hono'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
-import { authenticateOnce } from './auth'
+import { authenticateOnce, type JwtKeys } from './auth'
 import type { AppEnv } from './context'
 import { problemResponse } from './problem'
 
@@ -98,10 +98,10 @@ export function clientAddress(c: Context): string {
 }
 
 /** `user:<id>` for a verified token, else `addr:<ip>`. A bad token is not an error here: the route decides. */
-async function callerKey(c: Context<AppEnv>, jwtSecret: string): Promise<string> {
+async function callerKey(c: Context<AppEnv>, keys: JwtKeys): Promise<string> {
   if (c.req.header('Authorization')) {
     try {
-      const { userId } = await authenticateOnce(c, jwtSecret)
+      const { userId } = await authenticateOnce(c, keys)
       return `user:${userId}`
     } catch {
       // An invalid token is limited by address, so sending garbage tokens buys no fresh bucket.
@@ -142,7 +142,7 @@ const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> => {
  * for a while is better than turning a Redis outage into an API outage.
  */
 export function rateLimit(deps: RateLimitDeps): MiddlewareHandler<AppEnv> {
-  const { rateLimitPerSecond: rate, rateLimitBurst: burst, jwtSecret } = deps.config
+  const { rateLimitPerSecond: rate, rateLimitBurst: burst } = deps.config
   if (rate === 0 || burst === 0) {
     return async (_c, next) => {
       await next()
@@ -151,7 +151,7 @@ export function rateLimit(deps: RateLimitDeps): MiddlewareHandler<AppEnv> {
   const decisions = deps.metrics.rateLimitDecisions
   let failing = false
   return async (c, next) => {
-    const key = `ratelimit:${await callerKey(c, jwtSecret)}`
+    const key = `ratelimit:${await callerKey(c, deps.config)}`
     let decision: Decision
     try {
       decision = await withTimeout(take(deps.redis, key, rate, burst), DECISION_TIMEOUT_MS)

@@ -8,7 +8,7 @@ import {
   readIdempotencyKey,
   runIdempotent,
 } from '../idempotency/idempotency'
-import { type Access, requireAuth } from './auth'
+import { type Access, requireAuth, SELF_PARAM } from './auth'
 import type { AppEnv, AuthClaims } from './context'
 import { parse, parseJson, readBody, readJsonBody, readQuery } from './validate'
 
@@ -56,13 +56,13 @@ export type RouteInput<R extends RouteDef> = {
   params: Out<R['params']>
   query: Out<R['query']>
   body: Out<R['body']>
-  /** Set on `user` and `admin` routes; undefined on public ones. */
+  /** Set on every route but public ones, where it is undefined. */
   auth: R['access'] extends 'public' ? undefined : AuthClaims
   /** On idempotent routes: pass it to the verb, which calls it inside the transaction of its effect. */
   record: R['idempotent'] extends true ? RecordEffect : undefined
 }
 
-/** What a route's app needs: the JWT secret, and the idempotency store on idempotent routes. */
+/** What a route's app needs: the JWT secrets, and the idempotency store on idempotent routes. */
 export type RouteDeps<R extends RouteDef> = Pick<Deps, 'config'> &
   (R['idempotent'] extends true ? IdempotencyDeps : unknown)
 
@@ -89,6 +89,8 @@ async function refuseBody(c: Context<AppEnv>): Promise<undefined> {
 const hasIdempotencyDeps = (deps: object): deps is IdempotencyDeps =>
   'db' in deps && 'redis' in deps && 'logger' in deps
 
+const SELF_SEGMENT = new RegExp(`/:${SELF_PARAM}(/|$)`)
+
 /**
  * The Hono app of one function: auth first (401/403 before 400), then params, query and body are
  * validated with the route's own schemas, then, on idempotent routes, the Idempotency-Key is looked up
@@ -99,8 +101,11 @@ export function routeApp<R extends RouteDef>(
   deps: RouteDeps<R>,
   handle: RouteHandler<R>,
 ): Hono<AppEnv> {
+  if (route.access === 'self-or-admin' && !SELF_SEGMENT.test(route.path)) {
+    throw new Error(`${route.method} ${route.path} is self-or-admin: its path needs a :${SELF_PARAM} segment`)
+  }
   const app = new Hono<AppEnv>()
-  const auth = route.access === 'public' ? passThrough : requireAuth(route.access, deps.config.jwtSecret)
+  const auth = route.access === 'public' ? passThrough : requireAuth(route.access, deps.config)
   const idempotency = route.idempotent && hasIdempotencyDeps(deps) ? deps : undefined
   if (route.idempotent && !idempotency) {
     throw new Error(`${route.method} ${route.path} is idempotent: its app needs db, redis and logger`)
