@@ -14,20 +14,6 @@ export type CacheOptions = {
   lockMs?: number
 }
 
-// Sets the value only if no invalidation happened since the loader read the generation: a loader that read
-// the row before an update committed must not put that old row back after the update's invalidation.
-const SET_IF_GENERATION = `
-local current = redis.call('GET', KEYS[2])
-if (current or '') == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0`
-
-const RELEASE_LOCK = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`
-
 /** A value and how much longer the shared tier keeps it. */
 export type Entry<T> = { value: T; ttlMs: number }
 
@@ -74,10 +60,10 @@ export function createCache<T>(options: CacheOptions) {
       const value = await load().catch((error: unknown) => {
         throw new SourceError('load failed', { cause: error })
       })
+      // Only if no invalidation happened since the generation was read: a loader that read the row before
+      // an update committed must not put that old row back after the update's invalidation.
       if (value !== null) {
-        await redis.eval(
-          SET_IF_GENERATION,
-          2,
+        await redis.setIfGeneration(
           valueKey(key),
           generationKey(key),
           generation,
@@ -87,7 +73,7 @@ export function createCache<T>(options: CacheOptions) {
       }
       return { value, ttlMs }
     } finally {
-      if (locked) await redis.eval(RELEASE_LOCK, 1, lockKey(key), token).catch(() => undefined)
+      if (locked) await redis.deleteIfEquals(lockKey(key), token).catch(() => undefined)
     }
   }
 

@@ -1,10 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { and, asc, eq, gt, inArray } from 'drizzle-orm'
 import { coupons, userCoupons } from '../db/schema'
 import { inTransaction } from '../db/transaction'
 import type { Deps } from '../deps'
 import { AppError } from '../errors'
-import type { Redis } from '../redis/client'
 
 /**
  * The Redis side of first-come-first-served issuing. Per coupon:
@@ -14,10 +13,11 @@ import type { Redis } from '../redis/client'
  * - `winners` set of user ids holding the coupon or being given it right now (confirmed + pending).
  * - `pending` zset user id → claim time: claims whose MySQL commit has not been confirmed yet.
  *
- * One script decides a claim atomically (holder? window? room?) and records the winner, so sold-out and
- * duplicate requests never reach MySQL. MySQL stays the ground truth (issued_quantity < total_quantity guard,
- * unique (coupon_id, user_id)); every place where Redis can be stale only ever makes it admit a claim that
- * MySQL then refuses, never one MySQL would have to take back.
+ * One script (couponClaim, shared/redis/scripts.ts) decides a claim atomically (holder? window? room?)
+ * and records the winner, so sold-out and duplicate requests never reach MySQL. MySQL stays the ground
+ * truth (issued_quantity < total_quantity guard, unique (coupon_id, user_id)); every place where Redis can
+ * be stale only ever makes it admit a claim that MySQL then refuses, never one MySQL would have to take
+ * back.
  */
 export type IssueStateDeps = Pick<Deps, 'db' | 'redis' | 'logger' | 'metrics'>
 
@@ -42,134 +42,6 @@ export function stateKeys(couponId: number) {
     staging: (token: string) => `${tag}:staging:${token}`,
   }
 }
-
-type Script = { source: string; sha: string }
-const script = (source: string): Script => ({
-  source,
-  sha: createHash('sha1').update(source).digest('hex'),
-})
-
-/** EVALSHA, falling back to EVAL once when Redis lost its script cache (a restart). */
-async function runScript(
-  redis: Redis,
-  { source, sha }: Script,
-  keys: string[],
-  args: Array<string | number>,
-): Promise<unknown> {
-  try {
-    return await redis.evalsha(sha, keys.length, ...keys, ...args)
-  } catch (error) {
-    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
-    return await redis.eval(source, keys.length, ...keys, ...args)
-  }
-}
-
-// KEYS: state, winners, pending. ARGV: userId, nowMs, staleBeforeMs.
-// A holder is told so first (even after the window closed), so that a client retrying a successful issue
-// with its Idempotency-Key is routed to the replay. `stale` flags an orphaned claim that reconciliation
-// could free (a process died between its claim and its commit).
-const CLAIM = script(`
-local state = redis.call('HMGET', KEYS[1], 'gen', 'total', 'startsAt', 'endsAt', 'soldOut')
-local gen = state[1]
-if not gen then return {'NOT_LOADED', ''} end
-local user = ARGV[1]
-local now = tonumber(ARGV[2])
-local staleBefore = tonumber(ARGV[3])
-if redis.call('SISMEMBER', KEYS[2], user) == 1 then
-  local since = redis.call('ZSCORE', KEYS[3], user)
-  if since and tonumber(since) < staleBefore then return {'ALREADY_ISSUED', gen, 'stale'} end
-  return {'ALREADY_ISSUED', gen}
-end
-if state[3] ~= '' and now < tonumber(state[3]) then return {'NOT_ISSUABLE', gen} end
-if state[4] ~= '' and now >= tonumber(state[4]) then return {'NOT_ISSUABLE', gen} end
-if state[5] == '1' or redis.call('SCARD', KEYS[2]) >= tonumber(state[2]) then
-  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  if state[5] ~= '1' and oldest[2] and tonumber(oldest[2]) < staleBefore then
-    return {'SOLD_OUT', gen, 'stale'}
-  end
-  return {'SOLD_OUT', gen}
-end
-redis.call('SADD', KEYS[2], user)
-redis.call('ZADD', KEYS[3], now, user)
-return {'CLAIMED', gen}
-`)
-
-// KEYS: state, pending. ARGV: userId, gen. The user holds the coupon in MySQL: the claim is no longer pending.
-const CONFIRM = script(`
-if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[2] then return 0 end
-return redis.call('ZREM', KEYS[2], ARGV[1])
-`)
-
-// KEYS: state, winners, pending. ARGV: userId, gen, soldOut ('1' when MySQL said it is full).
-// Only a claim still pending in the same generation is given back: after a rebuild the set came from MySQL,
-// and a claim already settled by reconciliation was decided there.
-const RELEASE = script(`
-if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[2] then return 0 end
-if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'soldOut', '1') end
-if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
-  redis.call('SREM', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-`)
-
-// KEYS: rebuildLock, staging. ARGV: token, ttlMs, userIds...
-const STAGE = script(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[2], unpack(ARGV, 3))
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return 1
-`)
-
-// KEYS: state, winners, pending, rebuildLock, staging. ARGV: token, total, startsAt, endsAt, soldOut.
-// Publishes a rebuilt state in one step, and only if this process still holds the rebuild lock and no other
-// rebuild got there first. The token becomes the generation.
-const COMMIT_REBUILD = script(`
-if redis.call('GET', KEYS[4]) ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('DEL', KEYS[5])
-  return 0
-end
-redis.call('DEL', KEYS[2], KEYS[3])
-if redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('RENAME', KEYS[5], KEYS[2])
-  redis.call('PERSIST', KEYS[2])
-end
-redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'total', ARGV[2], 'startsAt', ARGV[3], 'endsAt', ARGV[4], 'soldOut', ARGV[5])
-redis.call('DEL', KEYS[4])
-return 1
-`)
-
-// KEYS: state, winners, pending. ARGV: gen, then (userId, score, holds '1'|'0') triples.
-const SETTLE_STALE = script(`
-if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end
-local settled = 0
-for i = 2, #ARGV, 3 do
-  local user = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[3], user)
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    redis.call('ZREM', KEYS[3], user)
-    if ARGV[i + 2] == '0' then redis.call('SREM', KEYS[2], user) end
-    settled = settled + 1
-  end
-end
-return settled
-`)
-
-// KEYS: state, winners. -1 when not loaded.
-const REMAINING = script(`
-local state = redis.call('HMGET', KEYS[1], 'gen', 'total', 'soldOut')
-if not state[1] then return -1 end
-if state[3] == '1' then return 0 end
-local left = tonumber(state[2]) - redis.call('SCARD', KEYS[2])
-if left < 0 then return 0 end
-return left
-`)
-
-const RELEASE_LOCK = script(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
 
 export type ClaimOutcome = 'CLAIMED' | 'ALREADY_ISSUED' | 'SOLD_OUT' | 'NOT_ISSUABLE'
 export type Claim = { outcome: ClaimOutcome; gen: string; stale: boolean }
@@ -224,12 +96,7 @@ export async function rebuildState(
           .limit(REBUILD_CHUNK)
         if (chunk.length > 0) {
           const ids = chunk.map((r) => r.userId)
-          const staged = await runScript(
-            redis,
-            STAGE,
-            [keys.rebuildLock, staging],
-            [token, REBUILD_LOCK_MS, ...ids],
-          )
+          const staged = await redis.couponStage(keys.rebuildLock, staging, token, REBUILD_LOCK_MS, ...ids)
           if (staged !== 1) return 'superseded' as const
           holders += ids.length
           after = ids[ids.length - 1] ?? after
@@ -243,17 +110,17 @@ export async function rebuildState(
     if (snapshot.holders !== snapshot.issued) {
       deps.logger.error('coupon holders differ from issued_quantity', { couponId, ...snapshot })
     }
-    const committed = await runScript(
-      redis,
-      COMMIT_REBUILD,
-      [keys.state, keys.winners, keys.pending, keys.rebuildLock, staging],
-      [
-        token,
-        snapshot.total,
-        snapshot.startsAt?.getTime() ?? '',
-        snapshot.endsAt?.getTime() ?? '',
-        snapshot.issued >= snapshot.total ? '1' : '0',
-      ],
+    const committed = await redis.couponCommitRebuild(
+      keys.state,
+      keys.winners,
+      keys.pending,
+      keys.rebuildLock,
+      staging,
+      token,
+      snapshot.total,
+      snapshot.startsAt?.getTime() ?? '',
+      snapshot.endsAt?.getTime() ?? '',
+      snapshot.issued >= snapshot.total ? '1' : '0',
     )
     const outcome = committed === 1 ? 'rebuilt' : 'superseded'
     deps.metrics.couponStateRebuilds.inc({ outcome })
@@ -264,10 +131,7 @@ export async function rebuildState(
     })
     return outcome
   } finally {
-    await Promise.allSettled([
-      runScript(redis, RELEASE_LOCK, [keys.rebuildLock], [token]),
-      redis.del(staging),
-    ])
+    await Promise.allSettled([redis.deleteIfEquals(keys.rebuildLock, token), redis.del(staging)])
   }
 }
 
@@ -299,13 +163,14 @@ export async function claimSlot(
   const keys = stateKeys(couponId)
   const deadline = Date.now() + REBUILD_WAIT_MS
   for (;;) {
-    const reply = (await runScript(
-      deps.redis,
-      CLAIM,
-      [keys.state, keys.winners, keys.pending],
-      [userId, now.getTime(), now.getTime() - PENDING_STALE_MS],
-    )) as [string, string, string?]
-    const [outcome, gen, stale] = reply
+    const [outcome, gen, stale] = await deps.redis.couponClaim(
+      keys.state,
+      keys.winners,
+      keys.pending,
+      userId,
+      now.getTime(),
+      now.getTime() - PENDING_STALE_MS,
+    )
     if (outcome !== 'NOT_LOADED') {
       return { outcome: outcome as ClaimOutcome, gen, stale: stale === 'stale' }
     }
@@ -316,7 +181,7 @@ export async function claimSlot(
 /** The user holds the coupon in MySQL (committed, or found there): their claim is settled. */
 export async function confirmClaim(deps: IssueStateDeps, couponId: number, userId: number, gen: string) {
   const keys = stateKeys(couponId)
-  await runScript(deps.redis, CONFIRM, [keys.state, keys.pending], [userId, gen])
+  await deps.redis.couponConfirm(keys.state, keys.pending, userId, gen)
 }
 
 /**
@@ -333,11 +198,13 @@ export async function releaseClaim(
   options: { soldOut?: boolean } = {},
 ): Promise<boolean> {
   const keys = stateKeys(couponId)
-  const released = await runScript(
-    deps.redis,
-    RELEASE,
-    [keys.state, keys.winners, keys.pending],
-    [userId, gen, options.soldOut ? '1' : '0'],
+  const released = await deps.redis.couponRelease(
+    keys.state,
+    keys.winners,
+    keys.pending,
+    userId,
+    gen,
+    options.soldOut ? '1' : '0',
   )
   return released === 1
 }
@@ -385,13 +252,12 @@ export async function reconcileStaleClaims(
         ),
       )
     const holders = new Set(held.map((r) => r.userId))
-    const settled = Number(
-      await runScript(
-        redis,
-        SETTLE_STALE,
-        [keys.state, keys.winners, keys.pending],
-        [gen, ...stale.flatMap((s) => [s.userId, s.score, holders.has(s.userId) ? '1' : '0'])],
-      ),
+    const settled = await redis.couponSettleStale(
+      keys.state,
+      keys.winners,
+      keys.pending,
+      gen,
+      ...stale.flatMap((s) => [s.userId, s.score, holders.has(s.userId) ? '1' : '0']),
     )
     deps.logger.warn('orphaned coupon claims settled', {
       couponId,
@@ -401,14 +267,14 @@ export async function reconcileStaleClaims(
     })
     return settled
   } finally {
-    await runScript(redis, RELEASE_LOCK, [keys.reconcileLock], [token]).catch(() => undefined)
+    await redis.deleteIfEquals(keys.reconcileLock, token).catch(() => undefined)
   }
 }
 
 /** What Redis would still admit, loading the state when it is missing; null if it cannot tell. */
 export async function remainingInRedis(deps: IssueStateDeps, couponId: number): Promise<number | null> {
   const keys = stateKeys(couponId)
-  const read = async () => Number(await runScript(deps.redis, REMAINING, [keys.state, keys.winners], []))
+  const read = () => deps.redis.couponRemaining(keys.state, keys.winners)
   const first = await read()
   if (first >= 0) return first
   await ensureLoaded(deps, couponId, Date.now() + REBUILD_WAIT_MS)

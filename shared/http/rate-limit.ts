@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { BlockList, isIP } from 'node:net'
 import { getConnInfo } from '@hono/node-server/conninfo'
 import type { Context, MiddlewareHandler } from 'hono'
@@ -9,41 +8,6 @@ import type { AppEnv } from './context'
 import { problemResponse } from './problem'
 
 export type RateLimitDeps = Pick<Deps, 'config' | 'redis' | 'metrics' | 'logger'>
-
-/**
- * A token bucket per caller, read and updated in one script so that concurrent requests from one
- * caller (on any instance) can never both take the last token. Time comes from Redis TIME, not from the
- * instances, whose clocks may disagree. The key expires once the bucket would be full again, so an
- * idle caller costs no memory: a missing key and a full bucket mean the same thing.
- *
- * Returns { allowed (1|0), milliseconds until one token is available (0 when allowed) }.
- */
-const TOKEN_BUCKET = `
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = burst
-  at = now
-end
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = math.ceil((1 - tokens) * 1000 / rate)
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
-return { allowed, wait }
-`
-const TOKEN_BUCKET_SHA = createHash('sha1').update(TOKEN_BUCKET).digest('hex')
 
 /** A stalled Redis must not stall the API: past this the request goes through unlimited. */
 const DECISION_TIMEOUT_MS = 250
@@ -113,15 +77,7 @@ async function callerKey(c: Context<AppEnv>, keys: JwtKeys): Promise<string> {
 type Decision = { allowed: boolean; retryAfterMs: number }
 
 async function take(redis: RateLimitDeps['redis'], key: string, rate: number, burst: number) {
-  const args = [1, key, rate, burst] as const
-  let reply: unknown
-  try {
-    reply = await redis.evalsha(TOKEN_BUCKET_SHA, ...args)
-  } catch (error) {
-    if (!String((error as Error).message).startsWith('NOSCRIPT')) throw error
-    reply = await redis.eval(TOKEN_BUCKET, ...args)
-  }
-  const [allowed, wait] = reply as [number, number]
+  const [allowed, wait] = await redis.takeToken(key, rate, burst)
   return { allowed: allowed === 1, retryAfterMs: wait } satisfies Decision
 }
 
@@ -136,7 +92,9 @@ const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> => {
 }
 
 /**
- * Limits each caller to RATE_LIMIT_PER_SECOND with bursts of RATE_LIMIT_BURST; either set to 0 turns
+ * Limits each caller to RATE_LIMIT_PER_SECOND with bursts of RATE_LIMIT_BURST: a token bucket per
+ * caller, read and updated in one script (takeToken, shared/redis/scripts.ts), so that concurrent
+ * requests from one caller (on any instance) can never both take the last token. Either set to 0 turns
  * limiting off (a bucket of 0 tokens would refuse everything, which nobody means). Fails open: when
  * Redis cannot answer, the request is allowed and counted as outcome="error", because losing the limit
  * for a while is better than turning a Redis outage into an API outage.

@@ -234,14 +234,7 @@ export async function runIdempotent(
     }
     throw error
   } finally {
-    await redis
-      .eval(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-        1,
-        marker,
-        token,
-      )
-      .catch(() => undefined)
+    await redis.deleteIfEquals(marker, token).catch(() => undefined)
   }
 }
 

@@ -1,7 +1,9 @@
 import { hostname } from 'node:os'
-import { Redis } from 'ioredis'
+import { Redis as IORedis } from 'ioredis'
+import { REDIS_SCRIPTS, type RedisScripts } from './scripts'
 
-export type { Redis }
+/** The app's Redis client: ioredis with the app's scripts as methods (shared/redis/scripts.ts). */
+export type Redis = IORedis & RedisScripts
 
 /**
  * The name a connection gives itself (CLIENT SETNAME), so that Redis's CLIENT LIST tells whose and what
@@ -19,8 +21,9 @@ export const redisConnectionName = (purpose: string) => `${purpose}:${hostname()
  * such as the development and the test database, never read each other's cache, locks or counters.
  */
 export function createRedis(url: string, keyPrefix = ''): Redis {
-  const redis = new Redis(url, {
+  const redis = new IORedis(url, {
     keyPrefix,
+    scripts: REDIS_SCRIPTS,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2_000,
@@ -34,7 +37,8 @@ export function createRedis(url: string, keyPrefix = ''): Redis {
   })
   // Without a listener ioredis logs every failed reconnect to stderr; readiness reports the state instead.
   redis.on('error', () => undefined)
-  return redis
+  // ioredis defines a method per script at construction (`scripts`); its typings cannot know their names.
+  return redis as Redis
 }
 
 /** Resolves once connected, or rejects with the connection error, so start-up can say what is wrong. */
