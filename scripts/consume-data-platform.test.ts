@@ -6,15 +6,15 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { EventEnvelope, OrderEventType } from '../shared/events/outbox'
 import { createEventPublisher, type EventPublisher } from '../shared/events/publisher'
+import { deleteTopology, type EventTopology, eventTopology } from '../shared/events/topology'
+import { createLogger } from '../shared/logger'
 import {
   connectForTest,
   orderEnvelope,
   orderEventData,
   uniqueSuffix,
   waitFor,
-} from '../shared/events/testing'
-import { deleteTopology, type EventTopology, eventTopology } from '../shared/events/topology'
-import { createLogger } from '../shared/logger'
+} from '../shared/testing/events'
 import { testConfig } from '../shared/testing/harness'
 
 const url = testConfig().rabbitmqUrl

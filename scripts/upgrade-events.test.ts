@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
-import { connectForTest, uniqueSuffix } from '../shared/events/testing'
 import {
   deleteTopology,
   eventTopology,
   queueDeclarations,
   type TopologyReport,
 } from '../shared/events/topology'
+import { connectForTest, uniqueSuffix } from '../shared/testing/events'
 import { testConfig } from '../shared/testing/harness'
 
 const url = testConfig().rabbitmqUrl

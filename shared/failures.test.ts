@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import createOrderCreateApp from '../functions/order-create/handler'
 import { orders, outbox, products } from './db/schema'
 import { AppError } from './errors'
-import { createTcpProxy, type TcpProxy } from './events/testing'
 import { isConnectionExhausted, isDependencyFailure } from './failures'
 import { createRedis } from './redis/client'
 import type { RuntimeDeps } from './runtime/deps'
+import { createTcpProxy, type TcpProxy } from './testing/events'
 import {
   call,
   createTestApp,

@@ -1,9 +1,9 @@
 import { and, eq, sql } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { stateKeys } from '../../shared/coupons/issue-state'
-import { countMysqlUse, waitForRedis } from '../../shared/coupons/testing'
 import { coupons, userCoupons } from '../../shared/db/schema'
 import type { RuntimeDeps } from '../../shared/runtime/deps'
+import { countMysqlUse, waitForRedis } from '../../shared/testing/connections'
 import {
   call,
   createTestApp,

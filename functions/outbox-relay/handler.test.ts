@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { idempotencyKeys, outbox, processedEvents } from '../../shared/db/schema'
 import type { OrderEventType } from '../../shared/events/outbox'
 import { bullPrefix, OUTBOX_QUEUE } from '../../shared/events/outbox-queue'
+import type { EventTopology } from '../../shared/events/topology'
+import { type RuntimeDeps, redisKeyPrefix } from '../../shared/runtime/deps'
+import { discoverWorkers, functionNames, type RunningWorker } from '../../shared/runtime/discover'
 import {
   commitOutboxEvent,
   createEventRig,
@@ -15,10 +18,7 @@ import {
   percentile,
   throughProxy,
   waitFor,
-} from '../../shared/events/testing'
-import type { EventTopology } from '../../shared/events/topology'
-import { type RuntimeDeps, redisKeyPrefix } from '../../shared/runtime/deps'
-import { discoverWorkers, functionNames, type RunningWorker } from '../../shared/runtime/discover'
+} from '../../shared/testing/events'
 import createOutboxRelayWorker from './handler'
 
 let rig: EventRig | undefined

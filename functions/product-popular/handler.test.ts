@@ -4,13 +4,13 @@ import { createDatabase, type Database } from '../../shared/db/client'
 import type { Deps } from '../../shared/deps'
 import type { EventEnvelope } from '../../shared/events/outbox'
 import type { ValidEventEnvelope } from '../../shared/events/schema'
-import { createTcpProxy, orderEnvelope, orderEventData, throughProxy } from '../../shared/events/testing'
 import { connectRedis, createRedis, type Redis } from '../../shared/redis/client'
 import { type RuntimeDeps, redisKeyPrefix } from '../../shared/runtime/deps'
 import { discoverFunctions } from '../../shared/runtime/discover'
 import { addDays } from '../../shared/stats/business-day'
 import type { PopularProducts } from '../../shared/stats/popular'
 import { applyOrderEvent } from '../../shared/stats/sales'
+import { createTcpProxy, orderEnvelope, orderEventData, throughProxy } from '../../shared/testing/events'
 import {
   call,
   createTestApp,

@@ -7,13 +7,6 @@ import { RETRY_COUNT_HEADER } from '../../shared/events/consumer'
 import type { EventEnvelope } from '../../shared/events/outbox'
 import { createEventPublisher, type EventPublisher } from '../../shared/events/publisher'
 import {
-  connectForTest,
-  orderEnvelope,
-  orderEventData,
-  uniqueSuffix,
-  waitFor,
-} from '../../shared/events/testing'
-import {
   deadLetterQueue,
   deleteTopology,
   type EventTopology,
@@ -23,6 +16,13 @@ import type { RuntimeDeps } from '../../shared/runtime/deps'
 import type { RunningWorker } from '../../shared/runtime/discover'
 import { addDays, businessDay } from '../../shared/stats/business-day'
 import { STATISTICS_CONSUMER } from '../../shared/stats/sales'
+import {
+  connectForTest,
+  orderEnvelope,
+  orderEventData,
+  uniqueSuffix,
+  waitFor,
+} from '../../shared/testing/events'
 import { createTestDeps, insertProduct } from '../../shared/testing/harness'
 import createStatsConsumerWorker from './handler'
 

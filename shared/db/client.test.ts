@@ -3,8 +3,8 @@ import { createServer, type Socket } from 'node:net'
 import { sql } from 'drizzle-orm'
 import mysql from 'mysql2/promise'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { waitFor } from '../events/testing'
 import { TEST_ENV } from '../testing/env'
+import { waitFor } from '../testing/events'
 import { createDatabase, type Db } from './client'
 
 /**

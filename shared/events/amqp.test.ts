@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { createLogger } from '../logger'
+import { createTcpProxy, waitFor } from '../testing/events'
 import { testConfig } from '../testing/harness'
 import { connectBroker } from './amqp'
-import { createTcpProxy, waitFor } from './testing'
 
 describe('connectBroker', () => {
   it('survives losing the connection during setup, and sets up again once the broker is back', async () => {

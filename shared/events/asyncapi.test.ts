@@ -1,9 +1,9 @@
 import { DiagnosticSeverity } from '@asyncapi/parser'
 import { toJsonSchema } from '@valibot/to-json-schema'
 import { describe, expect, it } from 'vitest'
-import { checkJsonSchema, loadEventContract, stripAnnotations } from './contract'
+import { checkJsonSchema, loadEventContract, stripAnnotations } from '../testing/event-contract'
+import { orderEventData } from '../testing/events'
 import { OrderCancelledEventSchema, OrderCompletedEventSchema } from './schema'
-import { orderEventData } from './testing'
 import {
   deadLetterQueue,
   eventTopology,

@@ -14,6 +14,8 @@ import type { RuntimeDeps } from '../runtime/deps'
 import type { RunningWorker } from '../runtime/discover'
 import { businessDay } from '../stats/business-day'
 import { popularWindow } from '../stats/popular'
+import { checkJsonSchema, type JsonSchema, loadEventContract } from '../testing/event-contract'
+import { createEventRig, type EventRig, type ObservedMessage, percentile, waitFor } from '../testing/events'
 import {
   call,
   createTestApp,
@@ -23,10 +25,8 @@ import {
   tokenFor,
   uniqueUserId,
 } from '../testing/harness'
-import { checkJsonSchema, type JsonSchema, loadEventContract } from './contract'
 import type { EventEnvelope } from './outbox'
 import { EventEnvelopeSchema } from './schema'
-import { createEventRig, type EventRig, type ObservedMessage, percentile, waitFor } from './testing'
 import type { EventTopology } from './topology'
 
 /*

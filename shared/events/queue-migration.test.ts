@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto'
 import type { Channel, ChannelModel, GetMessage } from 'amqplib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../logger'
+import { connectForTest, uniqueSuffix } from '../testing/events'
 import { testConfig } from '../testing/harness'
 import { migrationNames } from './queue-migration'
-import { connectForTest, uniqueSuffix } from './testing'
 import {
   deadLetterQueue,
   declareTopology,

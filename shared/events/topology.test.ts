@@ -1,8 +1,8 @@
 import type { ChannelModel, ConsumeMessage, GetMessage } from 'amqplib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../logger'
+import { connectForTest, uniqueSuffix, waitFor } from '../testing/events'
 import { testConfig } from '../testing/harness'
-import { connectForTest, uniqueSuffix, waitFor } from './testing'
 import {
   DATA_PLATFORM_DELIVERY_LIMIT,
   type DataPlatformLimits,

@@ -4,9 +4,9 @@ import type { Hono } from 'hono'
 import { sign } from 'hono/jwt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ERROR_CODES } from '../errors'
-import { createIsolatedDatabase } from '../events/testing'
 import type { RuntimeDeps } from '../runtime/deps'
 import { discoverFunctions, type HttpFunction } from '../runtime/discover'
+import { createIsolatedDatabase } from '../testing/events'
 import {
   call,
   createTestApp,

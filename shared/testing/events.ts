@@ -3,11 +3,16 @@ import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib'
 import { sql } from 'drizzle-orm'
 import { Redis } from 'ioredis'
 import type { Db } from '../db/client'
+import {
+  type EventEnvelope,
+  type OrderEventData,
+  type OrderEventType,
+  writeOutboxEvent,
+} from '../events/outbox'
+import { declareTopology, deleteTopology, eventTopology } from '../events/topology'
 import { applyMigrations } from '../runtime/deps'
-import { createTestDeps, testConfig } from '../testing/harness'
-import { createTcpProxy, type TcpProxy } from '../testing/tcp-proxy'
-import { type EventEnvelope, type OrderEventData, type OrderEventType, writeOutboxEvent } from './outbox'
-import { declareTopology, deleteTopology, eventTopology } from './topology'
+import { createTestDeps, testConfig } from './harness'
+import { createTcpProxy, type TcpProxy } from './tcp-proxy'
 
 /*
  * Helpers for the event tests: real MySQL, Redis and RabbitMQ, isolated by name. Nothing here mocks.
