@@ -89,7 +89,8 @@ async function refuseBody(c: Context<AppEnv>): Promise<undefined> {
 const hasIdempotencyDeps = (deps: object): deps is IdempotencyDeps =>
   'db' in deps && 'redis' in deps && 'logger' in deps
 
-const SELF_SEGMENT = new RegExp(`/:${SELF_PARAM}(/|$)`)
+/** `/:userId`, ended by `/`, the path's end or a Hono pattern (`{[0-9]+}`). */
+const SELF_SEGMENT = new RegExp(`/:${SELF_PARAM}([/{]|$)`)
 
 /**
  * The Hono app of one function: auth first (401/403 before 400), then params, query and body are
