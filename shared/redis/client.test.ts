@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto'
-import { once } from 'node:events'
 import { Redis as IORedis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type OwnRedis, startOwnRedis } from '../testing/own-redis'
@@ -66,8 +65,12 @@ describe('the Redis scripts', () => {
     expect(await redis.takeToken('bucket', 1, 5)).toEqual([1, 0])
     expect(await raw.script('EXISTS', sha)).toEqual([1])
 
-    const ready = once(redis, 'ready')
+    // Not events.once: it would reject on the connection errors the client reports while Redis is away.
+    const lost = new Promise((resolve) => redis.once('reconnecting', resolve))
+    const ready = new Promise((resolve) => redis.once('ready', resolve))
     await own.stop()
+    // The client has seen the old server go: what follows runs on a new connection to a new server.
+    await lost
     await own.start()
     await ready
     expect(await redis.setIfGeneration('value', 'value:gen', '', '"v"', 60_000)).toBe(1)
