@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { Hono } from 'hono'
-import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import createProductGetApp from '../../functions/product-get/handler'
 import type { Deps } from '../deps'
-import { connectRedis, createRedis } from '../redis/client'
+import { connectRedis, createRedis, redisWithScripts } from '../redis/client'
 import { type RuntimeDeps, redisKeyPrefix } from '../runtime/deps'
 import {
   call,
@@ -189,7 +188,7 @@ describe('rate limiting when Redis is unavailable', () => {
     const server = await startOwnRedis()
     // No command timeout and no retry limit of the client's own: only the limiter's deadline can let a
     // request through a frozen Redis, so a 200 below proves that deadline works, without timing it.
-    const redis = new Redis({
+    const redis = redisWithScripts(undefined, {
       host: '127.0.0.1',
       port: server.port,
       keyPrefix: redisKeyPrefix(limited.config.databaseUrl),

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os'
-import { Redis as IORedis } from 'ioredis'
+import { Redis as IORedis, type RedisOptions } from 'ioredis'
 import { REDIS_SCRIPTS, type RedisScripts } from './scripts'
 
 /** The app's Redis client: ioredis with the app's scripts as methods (shared/redis/scripts.ts). */
@@ -13,6 +13,16 @@ export type Redis = IORedis & RedisScripts
 export const redisConnectionName = (purpose: string) => `${purpose}:${hostname()}:${process.pid}`
 
 /**
+ * An ioredis client with the app's scripts, on options of the caller's own (createRedis's for the app; a
+ * test may want others). ioredis defines a method per script at construction (its `scripts` option runs
+ * defineCommand for each); its typings cannot know their names.
+ */
+export function redisWithScripts(url: string | undefined, options: RedisOptions): Redis {
+  const withScripts = { ...options, scripts: REDIS_SCRIPTS }
+  return (url === undefined ? new IORedis(withScripts) : new IORedis(url, withScripts)) as Redis
+}
+
+/**
  * A Redis client for cache, locks and counters. It fails fast instead of queueing while Redis is away
  * (no offline queue, one retry, short timeouts), so callers can fall back to MySQL at once; it keeps
  * reconnecting in the background and serves again as soon as Redis is back.
@@ -21,9 +31,8 @@ export const redisConnectionName = (purpose: string) => `${purpose}:${hostname()
  * such as the development and the test database, never read each other's cache, locks or counters.
  */
 export function createRedis(url: string, keyPrefix = ''): Redis {
-  const redis = new IORedis(url, {
+  const redis = redisWithScripts(url, {
     keyPrefix,
-    scripts: REDIS_SCRIPTS,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2_000,
@@ -37,8 +46,7 @@ export function createRedis(url: string, keyPrefix = ''): Redis {
   })
   // Without a listener ioredis logs every failed reconnect to stderr; readiness reports the state instead.
   redis.on('error', () => undefined)
-  // ioredis defines a method per script at construction (`scripts`); its typings cannot know their names.
-  return redis as Redis
+  return redis
 }
 
 /** Resolves once connected, or rejects with the connection error, so start-up can say what is wrong. */
