@@ -8,11 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import createAdminProductUpdateApp from '../functions/admin-product-update/handler'
 import createStatsConsumerWorker from '../functions/stats-consumer/handler'
 import { createOutboxRelay } from '../shared/events/relay'
-import { createEventRig, waitFor } from '../shared/events/testing'
 import { redisConnectionName } from '../shared/redis/client'
 import { type RuntimeDeps, redisKeyPrefix } from '../shared/runtime/deps'
 import { FUNCTIONS_DIR, functionNames } from '../shared/runtime/discover'
 import { TEST_ENV } from '../shared/testing/env'
+import { createEventRig, waitFor } from '../shared/testing/events'
 import {
   call,
   createTestApp,
