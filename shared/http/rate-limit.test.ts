@@ -73,10 +73,30 @@ describe('rate limiting per caller', () => {
     expect(refused.status).toBe(429)
     expect(refused.headers.get('Retry-After')).toBe('1')
     // Instead of sleeping for a second of wall time, the bucket's clock is set back by one: to the
-    // script that is exactly a second gone by, so exactly one more token (at 1 a second) is due.
+    // script that is exactly a second gone by, so exactly one more token (at 1 a second) is due. This
+    // process remembers its refusal until that second is over; another instance asks Redis.
     await limited.redis.hincrby(`ratelimit:user:${userId}`, 'at', -1_000)
-    expect((await call(app, 'GET', '/v1/ping', { token })).status).toBe(200)
     expect((await call(app, 'GET', '/v1/ping', { token })).status).toBe(429)
+    const other = createTestApp(limited, [createPingApp])
+    expect((await call(other, 'GET', '/v1/ping', { token })).status).toBe(200)
+    expect((await call(other, 'GET', '/v1/ping', { token })).status).toBe(429)
+  })
+
+  it('refuses a refused caller again without asking Redis until its next token is due', async () => {
+    const app = createTestApp(limited, [createPingApp])
+    const userId = uniqueUserId()
+    const token = await tokenFor(limited, userId)
+    for (let i = 0; i < 5; i++) expect((await call(app, 'GET', '/v1/ping', { token })).status).toBe(200)
+    expect((await call(app, 'GET', '/v1/ping', { token })).status).toBe(429)
+    // Every decision of the script rewrites the bucket (its tokens and the time it was taken at).
+    const bucket = () => limited.redis.hgetall(`ratelimit:user:${userId}`)
+    const asked = await bucket()
+    for (let i = 0; i < 20; i++) {
+      const res = await call(app, 'GET', '/v1/ping', { token })
+      expect(res.status).toBe(429)
+      expect(res.headers.get('Retry-After')).toBe('1')
+    }
+    expect(await bucket()).toEqual(asked)
   })
 
   it('gives exactly RATE_LIMIT_BURST of 40 concurrent requests (one atomic script, no lost updates)', async () => {
@@ -204,12 +224,14 @@ describe('rate limiting when Redis is unavailable', () => {
       for (let i = 0; i < 5; i++) expect((await call(app, 'GET', '/v1/ping', { token })).status).toBe(200)
       expect((await call(app, 'GET', '/v1/ping', { token })).status).toBe(429)
 
+      // Another instance, which has not refused this caller itself, has to ask Redis.
+      const other = createTestApp({ ...limited, redis }, [createPingApp])
       server.pause()
       const before = await decisions(limited, 'error')
-      expect((await call(app, 'GET', '/v1/ping', { token })).status).toBe(200)
+      expect((await call(other, 'GET', '/v1/ping', { token })).status).toBe(200)
 
       await server.stop()
-      expect((await call(app, 'GET', '/v1/ping', { token })).status).toBe(200)
+      expect((await call(other, 'GET', '/v1/ping', { token })).status).toBe(200)
       expect(await decisions(limited, 'error')).toBe(before + 2)
     } finally {
       redis.disconnect()

@@ -57,12 +57,12 @@ describe('the Redis scripts', () => {
   })
 
   it('work again after Redis lost its script cache (SCRIPT FLUSH, a restart)', async () => {
-    const sha = createHash('sha1').update(REDIS_SCRIPTS.takeToken.lua).digest('hex')
-    expect(await redis.takeToken('bucket', 1, 5)).toEqual([1, 0])
+    const sha = createHash('sha1').update(REDIS_SCRIPTS.takeTokens.lua).digest('hex')
+    expect(await redis.takeTokens('bucket', 1, 5, 1)).toEqual([1, 0])
     await raw.script('FLUSH')
     expect(await raw.script('EXISTS', sha)).toEqual([0])
     // The client still takes the script as loaded on this connection: its EVALSHA meets NOSCRIPT.
-    expect(await redis.takeToken('bucket', 1, 5)).toEqual([1, 0])
+    expect(await redis.takeTokens('bucket', 1, 5, 1)).toEqual([1, 0])
     expect(await raw.script('EXISTS', sha)).toEqual([1])
 
     // Not events.once: it would reject on the connection errors the client reports while Redis is away.

@@ -17,10 +17,10 @@ export interface RedisScripts {
   deleteIfEquals(key: Key, value: Arg): Promise<number>
 
   /**
-   * Token bucket (shared/http/rate-limit.ts). ARGV: tokens per second, burst. Returns [allowed 1|0,
-   * milliseconds until a token is available].
+   * Token bucket (shared/http/rate-limit.ts). ARGV: tokens per second, burst, tokens wanted. Returns
+   * [tokens granted (at most wanted), milliseconds until the next token when fewer were granted].
    */
-  takeToken(bucket: Key, ratePerSecond: Arg, burst: Arg): Promise<[number, number]>
+  takeTokens(bucket: Key, ratePerSecond: Arg, burst: Arg, wanted: Arg): Promise<[number, number]>
 
   /** Cache-aside (shared/cache/cache-aside.ts): sets the value only if the generation is still `generation`. */
   setIfGeneration(value: Key, generationKey: Key, generation: Arg, json: Arg, ttlMs: Arg): Promise<number>
@@ -65,11 +65,12 @@ return 0`,
 
   // Time comes from Redis TIME, not from the instances, whose clocks may disagree. The key expires once
   // the bucket would be full again, so an idle caller costs no memory: a missing key is a full bucket.
-  takeToken: {
+  takeTokens: {
     numberOfKeys: 1,
     lua: `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -80,17 +81,15 @@ if tokens == nil or at == nil then
   at = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-local allowed = 0
+local granted = math.min(wanted, math.floor(tokens))
+tokens = tokens - granted
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
+if granted < wanted then
   wait = math.ceil((1 - tokens) * 1000 / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * 1000 / rate) + 1000)
-return { allowed, wait }`,
+return { granted, wait }`,
   },
 
   // A loader that read the row before an update committed must not put that old row back after the
