@@ -36,7 +36,7 @@ function findProcesses(tsxPid: number): ServiceProcesses | undefined {
   return primary === undefined ? undefined : { primary, http: http.sort((a, b) => a - b), workers }
 }
 
-const describe = (p: ServiceProcesses) =>
+export const describeProcesses = (p: ServiceProcesses) =>
   `primary ${p.primary}, HTTP workers ${p.http.join(', ')}, ${Object.entries(p.workers)
     .map(([name, pid]) => `${name} ${pid}`)
     .join(', ')}`
@@ -98,11 +98,9 @@ export async function startService(options: {
       if (gone.length > 0) {
         throw new Error(
           `a process of the service ended during ${after} (pids ${gone.map(([pid]) => pid).join(', ')} of ` +
-            `${describe(processes)}):\n${child.tail()}`,
+            `${describeProcesses(processes)}):\n${child.tail()}`,
         )
       }
     },
   }
 }
-
-export const describeProcesses = describe
