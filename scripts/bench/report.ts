@@ -21,7 +21,7 @@ export type Side = { name: string; outcome: Outcome; cpu: CpuUse; serving: strin
 /** A scenario measured against its ceiling; `unit` is what `perSecond` counts. */
 export type Comparison = { scenario: string; unit: string; service: Side; ceiling: Side }
 
-/** One target of issues 9 and 10, and whether this run met it. */
+/** One target the service is held to, and whether this run met it. */
 export type Target = { scenario: string; measure: string; measured: string; target: string; met: boolean }
 
 /** One scenario's part of the report. */

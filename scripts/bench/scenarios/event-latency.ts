@@ -9,7 +9,7 @@ import { unpublished, waitForEventsSettled } from '../outbox'
 import type { ScenarioReport } from '../report'
 import { orderRequest } from './orders'
 
-/** The contract (SPEC §3): commit to the message being in data.platform, p99 under 250 ms. */
+/** docs/events.md: from commit to the message being in data.platform, p99 under 250 ms. */
 const MAX_P99_MS = 250
 const SAMPLE_EVERY_MS = 500
 const ARRIVAL_TIMEOUT_MS = 60_000

@@ -17,7 +17,7 @@ import { createRawOrders } from '../raw-sql'
 import { cpuMsPer, ms, rateVs, type ScenarioReport } from '../report'
 
 const MIN_RATE = 0.5
-/** Issue 10: "at most about 1.2 ms of serving-process CPU per order". */
+/** The target for the serving processes: at most about 1.2 ms of their CPU per order. */
 const MAX_CPU_MS = 1.2
 
 export const orderRequest = (buyer: Buyer, productId: number): BenchRequest => ({

@@ -10,7 +10,7 @@ import {
 import { type BenchRequest, runTimed } from '../load'
 import { rateVs, type ScenarioReport } from '../report'
 
-/** Issue 9's targets for the cached read, against the bare Hono app behind the same nginx. */
+/** The targets for the cached read, against the bare Hono app behind the same nginx. */
 const MIN_RATE = 0.7
 const MAX_P99 = 1.5
 
