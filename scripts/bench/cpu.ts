@@ -11,28 +11,39 @@ const TICKS_PER_SECOND = 100
  */
 export type CpuGroup = { name: string; pids?: number[]; tree?: number; comm?: RegExp }
 
-function groupTicks(procs: Proc[], groups: CpuGroup[]): Map<string, number> {
+/** Which group each process belongs to (the first that names it), by pid. */
+function assignGroups(procs: Proc[], groups: CpuGroup[]): Map<number, string> {
   const byPid = new Map(procs.map((p) => [p.pid, p]))
-  const counted = new Set<number>()
-  const result = new Map<string, number>()
+  const owner = new Map<number, string>()
+  const claim = (p: Proc | undefined, name: string) => {
+    if (p && !owner.has(p.pid)) owner.set(p.pid, name)
+  }
   for (const group of groups) {
-    const members: Proc[] = []
-    for (const pid of group.pids ?? []) {
-      const p = byPid.get(pid)
-      if (p) members.push(p)
-    }
+    for (const pid of group.pids ?? []) claim(byPid.get(pid), group.name)
     if (group.tree !== undefined) {
       const root = byPid.get(group.tree)
-      if (root) members.push(root, ...descendants(root.pid, procs))
+      if (root) for (const p of [root, ...descendants(root.pid, procs)]) claim(p, group.name)
     }
-    if (group.comm) members.push(...procs.filter((p) => group.comm?.test(p.comm)))
-    let ticks = 0
-    for (const p of members) {
-      if (counted.has(p.pid)) continue
-      counted.add(p.pid)
-      ticks += p.ticks
-    }
-    result.set(group.name, ticks)
+    if (group.comm) for (const p of procs) if (group.comm.test(p.comm)) claim(p, group.name)
+  }
+  return owner
+}
+
+/**
+ * Each group's CPU ticks between two snapshots, process by process: a process that started meanwhile
+ * counts in full, and one that ended meanwhile (someone else's test server) counts nothing rather than
+ * taking its whole past CPU time off its group.
+ */
+export function groupDeltas(before: Proc[], after: Proc[], groups: CpuGroup[]): Map<string, number> {
+  const earlier = new Map(before.map((p) => [p.pid, p]))
+  const owner = assignGroups(after, groups)
+  const result = new Map<string, number>(groups.map((g) => [g.name, 0]))
+  for (const p of after) {
+    const name = owner.get(p.pid)
+    if (name === undefined) continue
+    const then = earlier.get(p.pid)
+    const base = then && then.startedAt === p.startedAt ? then.ticks : 0
+    result.set(name, (result.get(name) ?? 0) + p.ticks - base)
   }
   return result
 }
@@ -52,7 +63,7 @@ export function createCpuMeter(groups: () => CpuGroup[]) {
   return {
     async measure<T>(work: () => Promise<T>): Promise<T> {
       const list = groups()
-      const before = groupTicks(readProcs(), list)
+      const before = readProcs()
       const busyBefore = machineBusyTicks()
       const started = performance.now()
       try {
@@ -60,9 +71,8 @@ export function createCpuMeter(groups: () => CpuGroup[]) {
       } finally {
         seconds += (performance.now() - started) / 1000
         busy += machineBusyTicks() - busyBefore
-        const after = groupTicks(readProcs(), list)
-        for (const g of list) {
-          total.set(g.name, (total.get(g.name) ?? 0) + (after.get(g.name) ?? 0) - (before.get(g.name) ?? 0))
+        for (const [name, ticks] of groupDeltas(before, readProcs(), list)) {
+          total.set(name, (total.get(name) ?? 0) + ticks)
         }
       }
     },

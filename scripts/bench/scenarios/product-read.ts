@@ -1,5 +1,6 @@
 import {
   alternate,
+  assertInvariants,
   type BenchContext,
   describeOutcome,
   expectOnly,
@@ -52,6 +53,7 @@ export async function productRead(
   if (!ceiling || !service) throw new Error('product read: a side is missing')
   progress(`  bare Hono: ${describeOutcome(ceiling.outcome, 'req/s')}`)
   progress(`  service:   ${describeOutcome(service.outcome, 'req/s')}`)
+  await assertInvariants(ctx.db, 'the product read', { productIds })
   ctx.checkService('the product read')
 
   const rate = service.outcome.perSecond / ceiling.outcome.perSecond
