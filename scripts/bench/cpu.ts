@@ -1,90 +1,60 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { descendants, machineBusyTicks, type Proc, readProcs } from './procfs'
 
 /** Linux's USER_HZ: /proc reports CPU time in these ticks (`getconf CLK_TCK`, 100 on every usual kernel). */
 const TICKS_PER_SECOND = 100
 
-type Proc = { pid: number; ppid: number; comm: string; ticks: number }
+/**
+ * Which processes make up a group: given pids (`pids`: the HTTP workers), a process and everything below
+ * it (`tree`: nginx and its worker), or every process whose command matches `comm` (MariaDB, Redis).
+ * Groups are taken in order and a process counts in the first group that names it, so a tree listed
+ * after its own members (the service's primary after its HTTP workers) gets only the rest.
+ */
+export type CpuGroup = { name: string; pids?: number[]; tree?: number; comm?: RegExp }
 
-/** Every process's CPU time (user + system, all threads) from /proc; empty where /proc is missing. */
-function readProcs(): Proc[] {
-  let entries: string[]
-  try {
-    entries = readdirSync('/proc').filter((name) => /^\d+$/.test(name))
-  } catch {
-    return []
+/** Which group each process belongs to (the first that names it), by pid. */
+function assignGroups(procs: Proc[], groups: CpuGroup[]): Map<number, string> {
+  const byPid = new Map(procs.map((p) => [p.pid, p]))
+  const owner = new Map<number, string>()
+  const claim = (p: Proc | undefined, name: string) => {
+    if (p && !owner.has(p.pid)) owner.set(p.pid, name)
   }
-  const procs: Proc[] = []
-  for (const name of entries) {
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
-      // The command sits in parentheses and may itself contain spaces and parentheses.
-      const close = stat.lastIndexOf(')')
-      const comm = stat.slice(stat.indexOf('(') + 1, close)
-      const fields = stat.slice(close + 2).split(' ')
-      procs.push({
-        pid: Number(name),
-        ppid: Number(fields[1]),
-        comm,
-        ticks: Number(fields[11]) + Number(fields[12]),
-      })
-    } catch {
-      // the process ended while we looked
+  for (const group of groups) {
+    for (const pid of group.pids ?? []) claim(byPid.get(pid), group.name)
+    if (group.tree !== undefined) {
+      const root = byPid.get(group.tree)
+      if (root) for (const p of [root, ...descendants(root.pid, procs)]) claim(p, group.name)
     }
+    if (group.comm) for (const p of procs) if (group.comm.test(p.comm)) claim(p, group.name)
   }
-  return procs
-}
-
-/** Busy ticks of the whole machine, all CPUs (everything but idle and iowait). */
-function machineBusyTicks(): number {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
-    const [, ...values] = line.trim().split(/\s+/)
-    const n = values.map(Number)
-    const idle = (n[3] ?? 0) + (n[4] ?? 0)
-    return n.slice(0, 8).reduce((a, b) => a + b, 0) - idle
-  } catch {
-    return 0
-  }
+  return owner
 }
 
 /**
- * Which processes make up a group: one process (`pid`), a process and its descendants (`tree`: nginx's
- * workers), or every process whose command matches `comm` (MariaDB, Redis).
+ * Each group's CPU ticks between two snapshots, process by process: a process that started meanwhile
+ * counts in full, and one that ended meanwhile (someone else's test server) counts nothing rather than
+ * taking its whole past CPU time off its group.
  */
-export type CpuGroup = { name: string; pid?: number; tree?: boolean; comm?: RegExp }
-
-function groupTicks(procs: Proc[], groups: CpuGroup[]): Map<string, number> {
-  const children = new Map<number, number[]>()
-  for (const p of procs) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p.pid])
-  const byPid = new Map(procs.map((p) => [p.pid, p]))
-  const result = new Map<string, number>()
-  for (const group of groups) {
-    let ticks = 0
-    if (group.pid !== undefined && !group.tree) ticks += byPid.get(group.pid)?.ticks ?? 0
-    if (group.pid !== undefined && group.tree) {
-      const stack = [group.pid]
-      // Bounded by the number of processes: every pid is visited once.
-      for (let guard = 0; stack.length > 0 && guard < procs.length + 1; guard++) {
-        const pid = stack.pop() as number
-        ticks += byPid.get(pid)?.ticks ?? 0
-        stack.push(...(children.get(pid) ?? []))
-      }
-    }
-    if (group.comm) {
-      for (const p of procs) if (group.comm.test(p.comm)) ticks += p.ticks
-    }
-    result.set(group.name, ticks)
+export function groupDeltas(before: Proc[], after: Proc[], groups: CpuGroup[]): Map<string, number> {
+  const earlier = new Map(before.map((p) => [p.pid, p]))
+  const owner = assignGroups(after, groups)
+  const result = new Map<string, number>(groups.map((g) => [g.name, 0]))
+  for (const p of after) {
+    const name = owner.get(p.pid)
+    if (name === undefined) continue
+    const then = earlier.get(p.pid)
+    const base = then && then.startedAt === p.startedAt ? then.ticks : 0
+    result.set(name, (result.get(name) ?? 0) + p.ticks - base)
   }
   return result
 }
 
-/** CPU use over a window, in cores (1.0 = one CPU busy all the time); "other" is everything not grouped. */
+/** CPU use over one or more windows: cores busy (1.0 = one CPU all the time) and CPU seconds, per group. */
 export type CpuUse = { cores: Record<string, number>; seconds: number; cpuSeconds: Record<string, number> }
 
 /**
- * Measures how busy each group was over one or more windows (start/stop pairs): this is what tells
- * whether the service, nginx, MariaDB or the load generator is the one saturated, and how much of the
- * machine other work took while the bench ran.
+ * Measures how busy each group was over one or more windows: this is what tells whether the service,
+ * nginx, MariaDB or the load generator is the one saturated, and how much of the machine other work
+ * took meanwhile ("other": every busy tick of the machine that no group accounts for).
  */
 export function createCpuMeter(groups: () => CpuGroup[]) {
   const total = new Map<string, number>()
@@ -93,7 +63,7 @@ export function createCpuMeter(groups: () => CpuGroup[]) {
   return {
     async measure<T>(work: () => Promise<T>): Promise<T> {
       const list = groups()
-      const before = groupTicks(readProcs(), list)
+      const before = readProcs()
       const busyBefore = machineBusyTicks()
       const started = performance.now()
       try {
@@ -101,9 +71,8 @@ export function createCpuMeter(groups: () => CpuGroup[]) {
       } finally {
         seconds += (performance.now() - started) / 1000
         busy += machineBusyTicks() - busyBefore
-        const after = groupTicks(readProcs(), list)
-        for (const g of list) {
-          total.set(g.name, (total.get(g.name) ?? 0) + (after.get(g.name) ?? 0) - (before.get(g.name) ?? 0))
+        for (const [name, ticks] of groupDeltas(before, readProcs(), list)) {
+          total.set(name, (total.get(name) ?? 0) + ticks)
         }
       }
     },
@@ -122,3 +91,5 @@ export function createCpuMeter(groups: () => CpuGroup[]) {
     },
   }
 }
+
+export type CpuMeter = ReturnType<typeof createCpuMeter>

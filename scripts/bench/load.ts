@@ -56,7 +56,7 @@ const append = (lists: Record<string, number[]>, key: string, values: number[]) 
   lists[key] = list
 }
 
-const percentile = (sorted: number[], p: number) =>
+export const percentile = (sorted: number[], p: number) =>
   sorted.length === 0
     ? 0
     : (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0)
@@ -141,29 +141,23 @@ export function runTimed(options: {
 }
 
 /**
- * Exactly these requests, each sent once, `concurrency` at a time over keep-alive connections; the
- * time is from the first request sent to the last response. For the flash sale, where every buyer
- * must order exactly once (autocannon builds a request ahead per connection, and would skip buyers).
+ * A keep-alive HTTP client that tallies every answer: by status (and problem code), with its latency,
+ * overall and per status. Node's own http client: the bench's exact-count and paced loads need each
+ * request sent once, when the bench says (autocannon builds a request ahead per connection).
  */
-export async function runEach(options: {
-  port: number
-  concurrency: number
-  requests: BenchRequest[]
-  timeoutMs?: number
-}): Promise<Sample> {
-  const agent = new Agent({ keepAlive: true, maxSockets: options.concurrency })
+function createTally(port: number, maxSockets: number, timeoutMs = 30_000) {
+  const agent = new Agent({ keepAlive: true, maxSockets })
   const statuses: Record<string, number> = {}
   const latenciesMs: number[] = []
   const latenciesByStatus: Record<string, number[]> = {}
   let errors = 0
-  let nextIndex = 0
   const send = (req: BenchRequest) =>
     new Promise<void>((resolve) => {
       const sent = performance.now()
       const headers: Record<string, string | number> = { ...req.headers }
       if (req.body !== undefined) headers['Content-Length'] = Buffer.byteLength(req.body)
       const call = httpRequest(
-        { host: '127.0.0.1', port: options.port, method: req.method, path: req.path, headers, agent },
+        { host: '127.0.0.1', port, method: req.method, path: req.path, headers, agent },
         (response) => {
           const chunks: Buffer[] = []
           response.on('error', () => {
@@ -181,22 +175,74 @@ export async function runEach(options: {
           })
         },
       )
-      call.setTimeout(options.timeoutMs ?? 30_000, () => call.destroy(new Error('timeout')))
+      call.setTimeout(timeoutMs, () => call.destroy(new Error('timeout')))
       call.on('error', () => {
         errors++
         resolve()
       })
       call.end(req.body)
     })
+  return {
+    send,
+    sample(seconds: number): Sample {
+      agent.destroy()
+      return { statuses, latenciesMs, seconds, errors, latenciesByStatus }
+    },
+  }
+}
+
+/**
+ * Exactly these requests, each sent once, `concurrency` at a time over keep-alive connections; the
+ * time is from the first request sent to the last response. For the flash sale and the coupon burst,
+ * where every request must be sent exactly once, and for the reads they are compared with.
+ */
+export async function runEach(options: {
+  port: number
+  concurrency: number
+  requests: BenchRequest[]
+  timeoutMs?: number
+}): Promise<Sample> {
+  const tally = createTally(options.port, options.concurrency, options.timeoutMs)
+  let nextIndex = 0
   const worker = async () => {
     while (nextIndex < options.requests.length) {
       const req = options.requests[nextIndex++]
-      if (req) await send(req)
+      if (req) await tally.send(req)
     }
   }
   const started = performance.now()
   await Promise.all(Array.from({ length: options.concurrency }, worker))
-  const seconds = (performance.now() - started) / 1000
-  agent.destroy()
-  return { statuses, latenciesMs, seconds, errors, latenciesByStatus }
+  return tally.sample((performance.now() - started) / 1000)
+}
+
+/**
+ * An open-loop load at a fixed rate: `perSecond` requests a second for `seconds`, each sent on time
+ * whether or not earlier ones were answered (up to `maxInFlight` open connections), so a slow answer
+ * does not slow the load down as it would in a closed loop. Resolves once every request is answered.
+ */
+export async function runPaced(options: {
+  port: number
+  perSecond: number
+  seconds: number
+  next: () => BenchRequest
+  maxInFlight?: number
+}): Promise<Sample> {
+  const tally = createTally(options.port, options.maxInFlight ?? 500)
+  const total = Math.round(options.perSecond * options.seconds)
+  const inFlight: Array<Promise<void>> = []
+  const started = performance.now()
+  let sent = 0
+  // A timer every few milliseconds sends what is due by then: the rate holds however the timer drifts.
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * options.perSecond))
+      for (; sent < due; sent++) inFlight.push(tally.send(options.next()))
+      if (sent >= total) {
+        clearInterval(timer)
+        resolve()
+      }
+    }, 5)
+  })
+  await Promise.all(inFlight)
+  return tally.sample((performance.now() - started) / 1000)
 }

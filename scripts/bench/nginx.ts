@@ -93,5 +93,5 @@ export function startNginx(binary: string, dir: string, proxies: Proxy[]): Child
   // -e: the error log before the config is read (default /var/log/nginx, which may not be writable).
   execFileSync(binary, ['-t', '-q', '-p', dir, '-e', join(dir, 'error.log'), '-c', conf], { stdio: 'pipe' })
   const args = ['-p', dir, '-e', join(dir, 'error.log'), '-c', conf, '-g', 'daemon off;']
-  return startChild('nginx', binary, args, process.env, () => rmSync(dir, { recursive: true, force: true }))
+  return startChild('nginx', binary, args, { afterStop: () => rmSync(dir, { recursive: true, force: true }) })
 }

@@ -11,74 +11,92 @@ export type Machine = {
   node: string
   mariadb: string
   redis: string
+  rabbitmq: string
   nginx: string
 }
 
-/** One side of a comparison: what the clients saw, and what each process spent meanwhile. */
-export type Measured = { outcome: Outcome; cpu: CpuUse }
-/** The flash sales of one variant, pooled; `secondsEach` is each whole sale's time. */
-export type FlashSales = Measured & { secondsEach: number[] }
+/** One side of a comparison: what the clients saw, what each process spent, and which group served it. */
+export type Side = { name: string; outcome: Outcome; cpu: CpuUse; serving: string }
+
+/** A scenario measured against its ceiling; `unit` is what `perSecond` counts. */
+export type Comparison = { scenario: string; unit: string; service: Side; ceiling: Side }
+
+/** One target the service is held to, and whether this run met it. */
+export type Target = { scenario: string; measure: string; measured: string; target: string; met: boolean }
+
+/** One scenario's part of the report. */
+export type ScenarioReport = {
+  title: string
+  /** How it was run, with this run's numbers: the "Settings" list of the report. */
+  method: string
+  targets: Target[]
+  comparisons?: Comparison[]
+  /** Sides without a ceiling that still belong in the CPU table (event latency, flash sale). */
+  cpu?: Side[]
+  /** Lines (Markdown) with what the tables do not show. */
+  details?: string[]
+}
 
 export type Results = {
+  command: string
   machine: Machine
-  settings: {
-    connections: number
-    rounds: number
-    roundSeconds: number
-    warmupSeconds: number
-    readProducts: number
-    orderProducts: number
-    orderBuyers: number
-    poolSize: number
-    flash: { stock: number; buyers: number; concurrency: number; order: string }
-  }
-  read: { service: Measured; ceiling: Measured; bodyBytes: number; stockLoadsPerSecond: number }
-  orders: { service: Measured; ceiling: Measured }
-  flash: { gate: FlashSales; noGate: FlashSales }
+  notes: string[]
+  scenarios: ScenarioReport[]
   totalSeconds: number
 }
 
-const fixed = (n: number, digits = 0) => n.toFixed(digits)
-const ms = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
-const percent = (a: number, b: number) => (b === 0 ? 'n/a' : `${((a / b) * 100).toFixed(0)} %`)
-const mean = (values: number[]) =>
-  values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length
+export const fixed = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+export const ms = (n: number) => (n >= 100 ? fixed(n) : n.toFixed(1))
+export const ratio = (a: number, b: number) => (b === 0 ? 'n/a' : `${(a / b).toFixed(2)}x`)
+
+/** "0.53x (3,649 vs 6,903 req/s)": a side's rate against its ceiling's. */
+export const rateVs = (service: Side, ceiling: Side, unit: string) =>
+  `${ratio(service.outcome.perSecond, ceiling.outcome.perSecond)} (${fixed(service.outcome.perSecond)} vs ${fixed(ceiling.outcome.perSecond)} ${unit})`
 
 function table(head: string[], rows: string[][]): string {
   return [head, head.map(() => '---'), ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
 }
 
 /** Round i of one side against round i of the other: how much the pairs disagreed. */
-const roundRange = (a: Outcome, b: Outcome) => {
+export function roundRange(a: Outcome, b: Outcome): string {
   const ratios = a.rounds.map((x, i) => x / (b.rounds[i] ?? Number.NaN)).filter(Number.isFinite)
   if (ratios.length === 0) return 'n/a'
-  const pct = (r: number) => `${(r * 100).toFixed(0)}`
-  return `${pct(Math.min(...ratios))}–${pct(Math.max(...ratios))} %`
+  return `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}x`
 }
 
-const CPU_COLUMNS = [
-  'service',
-  'service, gate off',
-  'ceiling app',
-  'nginx',
-  'MariaDB',
-  'Redis',
-  'bench (load)',
-  'other',
-]
+/** CPU milliseconds of `group` per response of this side. */
+export const cpuMsPer = (side: Side, group = side.serving) =>
+  ((side.cpu.cpuSeconds[group] ?? 0) * 1000) / Math.max(1, side.outcome.responses)
 
-function cpuRow(label: string, m: Measured, serverName: string): string[] {
-  const cores = CPU_COLUMNS.map((name) => fixed(m.cpu.cores[name] ?? 0, 2))
-  const serverMs = ((m.cpu.cpuSeconds[serverName] ?? 0) * 1000) / Math.max(1, m.outcome.responses)
-  return [label, ...cores, fixed(serverMs, 2)]
+const statusList = (o: Outcome) =>
+  Object.entries(o.statuses)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}: ${fixed(v)}`)
+    .join(', ')
+
+function targetsTable(r: Results): string {
+  return table(
+    ['scenario', 'measure', 'this run', 'target', 'met'],
+    r.scenarios.flatMap((s) =>
+      s.targets.map((t) => [t.scenario, t.measure, t.measured, t.target, t.met ? 'met' : '**NOT MET**']),
+    ),
+  )
 }
 
-/** The results as Markdown tables: printed to the terminal and written to docs/benchmarks.md alike. */
-export function resultTables(r: Results): string {
-  const { read, orders } = r
-  const gate = r.flash.gate
-  const noGate = r.flash.noGate
-  const throughput = table(
+function comparisonsTable(r: Results): string {
+  const rows = r.scenarios
+    .flatMap((s) => s.comparisons ?? [])
+    .map((c) => [
+      c.scenario,
+      `${fixed(c.service.outcome.perSecond)} ${c.unit}`,
+      `${c.ceiling.name}: ${fixed(c.ceiling.outcome.perSecond)}`,
+      `**${ratio(c.service.outcome.perSecond, c.ceiling.outcome.perSecond)}**`,
+      roundRange(c.service.outcome, c.ceiling.outcome),
+      `${ms(c.service.outcome.p50Ms)} / ${ms(c.service.outcome.p99Ms)}`,
+      `${ms(c.ceiling.outcome.p50Ms)} / ${ms(c.ceiling.outcome.p99Ms)}`,
+    ])
+  return table(
     [
       'scenario',
       'service',
@@ -88,103 +106,59 @@ export function resultTables(r: Results): string {
       'service p50 / p99 ms',
       'ceiling p50 / p99 ms',
     ],
-    [
-      [
-        'product read: GET /v1/products/:id vs bare Hono (req/s)',
-        fixed(read.service.outcome.perSecond),
-        fixed(read.ceiling.outcome.perSecond),
-        `**${percent(read.service.outcome.perSecond, read.ceiling.outcome.perSecond)}**`,
-        roundRange(read.service.outcome, read.ceiling.outcome),
-        `${ms(read.service.outcome.p50Ms)} / ${ms(read.service.outcome.p99Ms)}`,
-        `${ms(read.ceiling.outcome.p50Ms)} / ${ms(read.ceiling.outcome.p99Ms)}`,
-      ],
-      [
-        'order placement: POST /v1/orders vs the raw SQL (orders/s)',
-        fixed(orders.service.outcome.perSecond),
-        fixed(orders.ceiling.outcome.perSecond),
-        `**${percent(orders.service.outcome.perSecond, orders.ceiling.outcome.perSecond)}**`,
-        roundRange(orders.service.outcome, orders.ceiling.outcome),
-        `${ms(orders.service.outcome.p50Ms)} / ${ms(orders.service.outcome.p99Ms)}`,
-        `${ms(orders.ceiling.outcome.p50Ms)} / ${ms(orders.ceiling.outcome.p99Ms)}`,
-      ],
-    ],
+    rows,
   )
-  const saleRow = (label: string, m: FlashSales) => {
-    const o = m.outcome
-    const other = Object.entries(o.statuses)
-      .filter(([k]) => k !== '201' && k !== '409 INSUFFICIENT_STOCK')
-      .reduce((sum, [, v]) => sum + v, 0)
-    const of = (key: string) => {
-      const l = o.byStatus[key]
-      return l ? `${ms(l.p50Ms)} / ${ms(l.p99Ms)}` : 'n/a'
-    }
-    return [
-      label,
-      `${fixed(mean(m.secondsEach), 2)} (${m.secondsEach.map((s) => fixed(s, 2)).join(', ')})`,
-      String(o.statuses['201'] ?? 0),
-      String(o.statuses['409 INSUFFICIENT_STOCK'] ?? 0),
-      String(other),
-      `${ms(o.p50Ms)} / ${ms(o.p99Ms)}`,
-      of('201'),
-      of('409 INSUFFICIENT_STOCK'),
-    ]
-  }
-  const runs = r.flash.gate.secondsEach.length
-  const sale = table(
-    [
-      'flash sale',
-      'whole sale s, mean (each run)',
-      `201, ${runs} runs`,
-      '409 INSUFFICIENT_STOCK',
-      'other',
-      'p50 / p99 ms, all',
-      '201 only',
-      '409 only',
-    ],
-    [saleRow('stock gate on', gate), saleRow('stock gate off', noGate)],
-  )
-  const gateRatio = (a: number, b: number) => (b === 0 ? 'n/a' : (a / b).toFixed(2))
-  const verdict =
-    `Stock gate on / off: whole sale ${gateRatio(mean(gate.secondsEach), mean(noGate.secondsEach))}, ` +
-    `p50 ${gateRatio(gate.outcome.p50Ms, noGate.outcome.p50Ms)}, p99 ${gateRatio(gate.outcome.p99Ms, noGate.outcome.p99Ms)} ` +
-    '(below 1: faster with the gate).'
-  const cpu = table(
-    ['CPU, cores busy (of the machine)', ...CPU_COLUMNS, 'server CPU ms / response'],
-    [
-      cpuRow('product read, service', read.service, 'service'),
-      cpuRow('product read, ceiling', read.ceiling, 'ceiling app'),
-      cpuRow('order placement, service', orders.service, 'service'),
-      cpuRow('order placement, raw SQL', orders.ceiling, 'bench (load)'),
-      cpuRow('flash sale, gate on', gate, 'service'),
-      cpuRow('flash sale, gate off', noGate, 'service, gate off'),
-    ],
-  )
-  return [
-    throughput,
-    '',
-    sale,
-    '',
-    verdict,
-    '',
-    cpu,
-    '',
-    `Stock cache loads during the service's read rounds: ${fixed(read.stockLoadsPerSecond)} MySQL reads/s.`,
-  ].join('\n')
 }
 
-/** Every status seen, for the record (a run with anything unexpected fails before this is written). */
-export function statusLines(r: Results): string {
-  const list = (o: Outcome) =>
-    Object.entries(o.statuses)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([k, v]) => `${k}: ${v}`)
-      .join(', ')
-  const gate = r.flash.gate
-  const noGate = r.flash.noGate
+function cpuTable(r: Results): string {
+  const sides = r.scenarios.flatMap((s) => [
+    ...(s.comparisons ?? []).flatMap((c) => [
+      { label: `${c.scenario}, service`, side: c.service },
+      { label: `${c.scenario}, ${c.ceiling.name}`, side: c.ceiling },
+    ]),
+    ...(s.cpu ?? []).map((side) => ({ label: `${s.title}, ${side.name}`, side })),
+  ])
+  const columns = [...new Set(sides.flatMap(({ side }) => Object.keys(side.cpu.cores)))]
+  // "other" last, whatever order the groups came in.
+  columns.sort((a, b) => Number(a === 'other') - Number(b === 'other'))
+  return table(
+    ['CPU, cores busy (of the machine)', ...columns, 'serving CPU ms / response'],
+    sides.map(({ label, side }) => [
+      label,
+      ...columns.map((name) => (side.cpu.cores[name] ?? 0).toFixed(2)),
+      `${cpuMsPer(side).toFixed(2)} (${side.serving})`,
+    ]),
+  )
+}
+
+function statusLines(r: Results): string {
+  return r.scenarios
+    .flatMap((s) => [
+      ...(s.comparisons ?? []).map(
+        (c) =>
+          `- ${c.scenario}: service ${statusList(c.service.outcome)}; ${c.ceiling.name} ${statusList(c.ceiling.outcome)}`,
+      ),
+      ...(s.cpu ?? []).map((side) => `- ${s.title}, ${side.name}: ${statusList(side.outcome)}`),
+    ])
+    .join('\n')
+}
+
+/** The results as Markdown: printed to the terminal and written to docs/benchmarks.md alike. */
+export function resultTables(r: Results): string {
+  const details = r.scenarios
+    .filter((s) => (s.details ?? []).length > 0)
+    .map((s) => `**${s.title}.** ${(s.details ?? []).join(' ')}`)
   return [
-    `- product read, service: ${list(r.read.service.outcome)}; ceiling: ${list(r.read.ceiling.outcome)}`,
-    `- order placement, service: ${list(r.orders.service.outcome)}; raw SQL: ${list(r.orders.ceiling.outcome)}`,
-    `- flash sales, gate on: ${list(gate.outcome)}; gate off: ${list(noGate.outcome)}`,
+    targetsTable(r),
+    '',
+    comparisonsTable(r),
+    '',
+    cpuTable(r),
+    '',
+    ...details.flatMap((d) => [d, '']),
+    'Responses:',
+    '',
+    statusLines(r),
   ].join('\n')
 }
 
@@ -193,35 +167,24 @@ const END = '<!-- bench:results:end -->'
 
 function generatedSection(r: Results): string {
   const m = r.machine
-  const s = r.settings
-  const measured = s.rounds * s.roundSeconds
   return `${START}
 <!-- Everything between these markers is rewritten by \`npm run bench\`; edit outside them. -->
 ## Last recorded run
 
-- Command: \`npm run bench\` (took ${fixed(r.totalSeconds)} s in all)
+- Command: \`${r.command}\` (took ${fixed(r.totalSeconds)} s in all)
 - Date: ${m.date}
 - Machine: ${m.cpus} CPUs (nproc), ${m.cpuModel}, ${fixed(m.memoryGiB, 1)} GiB RAM; Node ${m.node};
-  ${m.mariadb}; Redis ${m.redis}; ${m.nginx}. The load generator, nginx, the Node servers, MariaDB and Redis
-  all share these CPUs, and so does whatever else ran on the machine ("other" below).
-- Load: through one nginx (1 worker, keep-alive upstreams, identical settings for every pair),
-  ${s.connections} connections, ${measured} s per side in ${s.rounds} rounds of ${s.roundSeconds} s alternating
-  with its ceiling, after a ${s.warmupSeconds} s warm-up each. Product reads go round-robin over ${s.readProducts}
-  products (${r.read.bodyBytes}-byte product JSON; the ceiling returns a constant of the same size). Orders are
-  1 unit, round-robin over ${s.orderBuyers} buyers and ${s.orderProducts} products; the raw-SQL ceiling runs
-  ${s.connections} loops over a pool of ${s.poolSize} connections (the service's pool size) on its own
-  buyers and products. Flash sales: stock ${s.flash.stock}, ${s.flash.buyers} distinct buyers each funded for
-  exactly one unit, each ordering once, ${s.flash.concurrency} at a time, a fresh product and fresh buyers per
-  sale, in the order gate ${s.flash.order}.
+  ${m.mariadb}; Redis ${m.redis}; RabbitMQ ${m.rabbitmq}; ${m.nginx}. The load generator, nginx, the
+  service's processes, MariaDB, Redis and RabbitMQ all share these CPUs, and so does whatever else ran on
+  the machine ("other" below).
+${r.notes.map((n) => `- ${n}`).join('\n')}
+- Settings of this run:
+${r.scenarios.map((s) => `  - ${s.title}: ${s.method}`).join('\n')}
 
 ${resultTables(r)}
 
-Responses:
-
-${statusLines(r)}
-
-checkInvariants over the bench's own products and users found nothing after the order scenario, after
-every flash sale and at the end; every sale sold exactly its stock and left it at 0.
+checkInvariants over the bench's own products, users and coupons found nothing after each scenario and
+at the end.
 ${END}`
 }
 
