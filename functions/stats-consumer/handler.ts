@@ -2,7 +2,7 @@ import type { Deps } from '../../shared/deps'
 import { createEventConsumer } from '../../shared/events/consumer'
 import { type EventTopology, eventTopology } from '../../shared/events/topology'
 import type { RunningWorker } from '../../shared/runtime/discover'
-import { applyOrderEvent, STATISTICS_CONSUMER } from '../../shared/stats/sales'
+import { applyOrderEvents, STATISTICS_CONSUMER } from '../../shared/stats/sales'
 
 export type StatsConsumerOptions = { topology?: EventTopology; maxRetries?: number; retryDelayMs?: number }
 
@@ -21,6 +21,6 @@ export default function createStatsConsumerWorker(
     url: deps.config.rabbitmqUrl,
     topology,
     queues: [topology.queues.orderCompleted, topology.queues.orderCancelled],
-    handle: (event) => applyOrderEvent(deps.db, deps.config.businessTimeZone, event),
+    handle: (events) => applyOrderEvents(deps.db, deps.config.businessTimeZone, events),
   })
 }

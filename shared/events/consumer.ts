@@ -1,5 +1,6 @@
 import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib'
 import * as v from 'valibot'
+import { createCombiner } from '../combiner'
 import type { Deps } from '../deps'
 import { isAppError } from '../errors'
 import { isDependencyFailure } from '../failures'
@@ -25,9 +26,15 @@ export type EventConsumerOptions = {
   retryDelayMs?: number
   /** While MySQL is away, a message is handed back after this delay; it never dead-letters for that. */
   unavailableDelayMs?: number
-  /** Applies one event; must be idempotent by eventId (the broker delivers at least once). */
-  handle(event: ValidEventEnvelope): Promise<'applied' | 'duplicate'>
+  /**
+   * Applies the events delivered together, in one transaction, each idempotent by eventId (the broker
+   * delivers at least once): one outcome per event, in order. A batch that fails is tried again one event
+   * at a time, so that one message that cannot be processed never holds back the others.
+   */
+  handle(events: ValidEventEnvelope[]): Promise<Array<'applied' | 'duplicate'>>
 }
+
+type Handled = { outcome: 'applied' | 'duplicate' } | { error: unknown }
 
 /** The message is not an event of the contract: bad JSON, wrong shape, unknown type or version. */
 export class InvalidEventError extends Error {
@@ -85,6 +92,29 @@ export function createEventConsumer(deps: ConsumerDeps, options: EventConsumerOp
   let stopping = false
 
   const count = (outcome: string) => metrics.eventsConsumed.inc({ consumer: options.name, outcome })
+
+  const handleOne = async (event: ValidEventEnvelope): Promise<Handled> => {
+    try {
+      const [outcome] = await options.handle([event])
+      return outcome ? { outcome } : { error: new Error('the handler gave no outcome') }
+    } catch (error) {
+      return { error }
+    }
+  }
+  // Messages delivered while a batch runs are handled together in the next (natural batching, as the
+  // orders' group commit): one transaction for many events when they arrive fast, one each when slow.
+  const batches = createCombiner<ValidEventEnvelope, Handled>(
+    async (events) => {
+      try {
+        const outcomes = await options.handle(events)
+        return outcomes.map((outcome) => ({ outcome }))
+      } catch (error) {
+        if (events.length === 1) return [{ error }]
+        return Promise.all(events.map(handleOne))
+      }
+    },
+    { maxBatch: prefetch, concurrency: 1 },
+  )
 
   // After a reconnect the old channel is gone, and with it the delivery: the broker redelivers it.
   const settle = (what: () => void) => {
@@ -157,9 +187,10 @@ export function createEventConsumer(deps: ConsumerDeps, options: EventConsumerOp
       return
     }
     try {
-      const outcome = await options.handle(event)
+      const handled = await batches.submit(event)
+      if ('error' in handled) throw handled.error
       settle(() => channel.ack(message))
-      count(outcome)
+      count(handled.outcome)
     } catch (error) {
       if (!isTemporary(error)) {
         await reject(channel, confirm, queue, message, error)

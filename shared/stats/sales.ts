@@ -1,7 +1,8 @@
 import { sql } from 'drizzle-orm'
-import type { Db } from '../db/client'
-import { dailyProductSales, processedEvents } from '../db/schema'
-import { inTransaction } from '../db/transaction'
+import { type Db, poolOf } from '../db/client'
+import { processedEvents } from '../db/schema'
+import { sqlText } from '../db/sql-text'
+import { inSqlTransaction } from '../db/transaction'
 import type { ValidEventEnvelope } from '../events/schema'
 import { businessDay } from './business-day'
 
@@ -9,9 +10,12 @@ import { businessDay } from './business-day'
 export const STATISTICS_CONSUMER = 'statistics'
 
 /**
- * Applies one order event to the per-day, per-product sales aggregates, exactly once: the event id goes
- * into processed_events in the same transaction as the aggregate update, so a redelivery finds it and
- * changes nothing.
+ * Applies order events to the per-day, per-product sales aggregates, each exactly once: an event's id
+ * goes into processed_events in the same transaction as the aggregate update, so a redelivery finds it
+ * and changes nothing. A batch (the events delivered together) is one transaction of two round trips: the
+ * ids (each its own INSERT IGNORE, so each event learns whether it is new), then one upsert of the new
+ * events' sums per day and product, in (day, product id) order, so that concurrent consumers lock the
+ * aggregate rows in the same order.
  *
  * Both events count on the business day the order was paid: a cancellation takes back what its
  * completion added to that same day, so the 3-day popular window never holds a sale whose cancellation
@@ -19,39 +23,62 @@ export const STATISTICS_CONSUMER = 'statistics'
  * is the lines' gross (unit price × quantity), before order-level coupon discounts, which have no
  * per-product share.
  */
+export async function applyOrderEvents(
+  db: Db,
+  timeZone: string,
+  events: ValidEventEnvelope[],
+): Promise<Array<'applied' | 'duplicate'>> {
+  return inSqlTransaction(poolOf(db), async (session) => {
+    const now = new Date()
+    const recorded = (await session.query(
+      events
+        .map((event) =>
+          sqlText('INSERT IGNORE INTO processed_events (consumer, event_id, processed_at) VALUES (?, ?, ?)', [
+            STATISTICS_CONSUMER,
+            event.eventId,
+            now,
+          ]),
+        )
+        .join(';'),
+    )) as { affectedRows: number } | Array<{ affectedRows: number }>
+    const applied = (Array.isArray(recorded) ? recorded : [recorded]).map((r) => r.affectedRows === 1)
+    const sums = new Map<string, { day: string; productId: number; quantity: number; revenue: number }>()
+    for (const [i, event] of events.entries()) {
+      if (!applied[i]) continue
+      const day = businessDay(new Date(event.data.paidAt), timeZone)
+      const sign = event.type === 'order.completed' ? 1 : -1
+      for (const line of event.data.items) {
+        const key = `${day} ${line.productId}`
+        const sum = sums.get(key) ?? { day, productId: line.productId, quantity: 0, revenue: 0 }
+        sum.quantity += sign * line.quantity
+        sum.revenue += sign * line.quantity * line.unitPrice
+        sums.set(key, sum)
+      }
+    }
+    const rows = [...sums.values()].sort((a, b) =>
+      a.day === b.day ? a.productId - b.productId : a.day < b.day ? -1 : 1,
+    )
+    await session.commit(
+      rows.length === 0
+        ? ''
+        : sqlText(
+            'INSERT INTO daily_product_sales (day, product_id, sold_quantity, revenue) VALUES ? ' +
+              'ON DUPLICATE KEY UPDATE sold_quantity = sold_quantity + VALUES(sold_quantity), revenue = revenue + VALUES(revenue)',
+            [rows.map((r) => [r.day, r.productId, r.quantity, r.revenue])],
+          ),
+    )
+    return applied.map((isNew) => (isNew ? 'applied' : 'duplicate'))
+  })
+}
+
+/** One event: see applyOrderEvents. */
 export async function applyOrderEvent(
   db: Db,
   timeZone: string,
   event: ValidEventEnvelope,
 ): Promise<'applied' | 'duplicate'> {
-  const day = businessDay(new Date(event.data.paidAt), timeZone)
-  const sign = event.type === 'order.completed' ? 1 : -1
-  // Rows in product id order: concurrent events touching the same products lock them in the same order.
-  const rows = [...event.data.items]
-    .sort((a, b) => a.productId - b.productId)
-    .map((line) => ({
-      day,
-      productId: line.productId,
-      soldQuantity: sign * line.quantity,
-      revenue: sign * line.quantity * line.unitPrice,
-    }))
-  return inTransaction(db, async (tx) => {
-    const [recorded] = await tx
-      .insert(processedEvents)
-      .ignore()
-      .values({ consumer: STATISTICS_CONSUMER, eventId: event.eventId, processedAt: new Date() })
-    if (recorded.affectedRows === 0) return 'duplicate'
-    await tx
-      .insert(dailyProductSales)
-      .values(rows)
-      .onDuplicateKeyUpdate({
-        set: {
-          soldQuantity: sql`${dailyProductSales.soldQuantity} + VALUES(${sql.identifier('sold_quantity')})`,
-          revenue: sql`${dailyProductSales.revenue} + VALUES(${sql.identifier('revenue')})`,
-        },
-      })
-    return 'applied'
-  })
+  const [outcome] = await applyOrderEvents(db, timeZone, [event])
+  return outcome ?? 'duplicate'
 }
 
 /**
