@@ -116,7 +116,8 @@ export function createServiceApp(
 
   // Before the body guards: a caller over the limit costs no body reading. Health, metrics and docs
   // stay outside so that probes and scrapes are never refused.
-  app.use('/v1/*', rateLimit(deps))
+  const limit = rateLimit(deps)
+  if (limit) app.use('/v1/*', limit)
 
   // One guard for bodies: declared as JSON (415), and a declared length over the limit refused before
   // anything reads it (413); a chunked body is counted as the route reads it (readBody in ./validate).

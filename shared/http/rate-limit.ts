@@ -138,13 +138,10 @@ const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> => {
  * Redis cannot answer, the request is allowed and counted as outcome="error", because losing the limit
  * for a while is better than turning a Redis outage into an API outage.
  */
-export function rateLimit(deps: RateLimitDeps): MiddlewareHandler<AppEnv> {
+export function rateLimit(deps: RateLimitDeps): MiddlewareHandler<AppEnv> | undefined {
   const { rateLimitPerSecond: rate, rateLimitBurst: burst } = deps.config
-  if (rate === 0 || burst === 0) {
-    return async (_c, next) => {
-      await next()
-    }
-  }
+  // Off: no middleware at all, rather than one every request passes through.
+  if (rate === 0 || burst === 0) return undefined
   const decisions = deps.metrics.rateLimitDecisions
   const take = createTaker(deps.redis, rate, burst)
   const refusedUntil = new Map<string, number>()
