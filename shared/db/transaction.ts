@@ -26,6 +26,12 @@ export const isRetryableTransactionError = (error: unknown): boolean => {
 const CONNECTION_RETRIES = 2
 
 export type TransactionOptions = {
+  /**
+   * READ COMMITTED: locking reads take no gap locks, so rows that do not exist yet (a user's first
+   * balance row, a product id that is not there) lock nothing that others insert. For transactions that
+   * decide on the rows they lock and guard every write, as the order placement does.
+   */
+  readCommitted?: boolean
   /** How many times the whole transaction runs at most on deadlocks and lock waits before a 503. */
   attempts?: number
   onRetry?: (attempt: number, error: unknown) => void
@@ -137,7 +143,11 @@ export function inSqlTransaction<T>(
     }
     let open = false
     try {
-      await run('START TRANSACTION')
+      await run(
+        options.readCommitted
+          ? 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED;START TRANSACTION'
+          : 'START TRANSACTION',
+      )
       open = true
       const result = await work({
         query: run,

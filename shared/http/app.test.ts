@@ -1,6 +1,7 @@
 import { eq, sql } from 'drizzle-orm'
 import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { poolOf } from '../db/client'
 import { balances, orders, products } from '../db/schema'
 import type { RuntimeDeps } from '../runtime/deps'
 import { discoverFunctions } from '../runtime/discover'
@@ -32,6 +33,19 @@ beforeAll(async () => {
     await deps.db.execute(sql`SELECT password FROM no_such_table_for_tests`)
     return c.json({})
   })
+  // A statement outside any retried transaction that waits out a row lock someone else holds.
+  failing.get('/v1/test/lock-wait/:productId', async (c) => {
+    const id = Number(c.req.param('productId'))
+    const waiter = await poolOf(deps.db).promise().getConnection()
+    try {
+      await waiter.query('SET SESSION innodb_lock_wait_timeout = 1')
+      await waiter.query('UPDATE products SET stock = stock WHERE id = ?', [id])
+    } finally {
+      await waiter.query('SET SESSION innodb_lock_wait_timeout = 5')
+      waiter.release()
+    }
+    return c.json({})
+  })
   app = createServiceApp(deps, [...functions.map((fn) => fn.create(deps)), failing], { routes: functions })
 })
 afterAll(async () => {
@@ -61,6 +75,21 @@ describe('every request', () => {
     expectProblemShape(res, 405, 'METHOD_NOT_ALLOWED')
     expect(res.headers.get('Allow')).toBe('GET')
     expect((await call(app, 'PUT', '/v1/orders')).headers.get('Allow')).toBe('POST')
+  })
+
+  it('answers a lock wait that ran out outside a transaction with 503 and Retry-After, not 500', async () => {
+    const id = await insertProduct(deps)
+    const holder = await poolOf(deps.db).promise().getConnection()
+    try {
+      await holder.query('START TRANSACTION')
+      await holder.query('SELECT id FROM products WHERE id = ? FOR UPDATE', [id])
+      const res = await call(app, 'GET', `/v1/test/lock-wait/${id}`)
+      expectProblemShape(res, 503, 'SERVICE_UNAVAILABLE')
+      expect(res.headers.get('Retry-After')).toBe('1')
+    } finally {
+      await holder.query('ROLLBACK')
+      holder.release()
+    }
   })
 
   it('turns an unexpected exception into a generic 500 without stack, SQL or message', async () => {

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { type Context, Hono } from 'hono'
 import { matchedRoutes } from 'hono/route'
+import { isRetryableTransactionError } from '../db/transaction'
 import type { Deps } from '../deps'
 import { AppError, isAppError } from '../errors'
 import { isDependencyFailure } from '../failures'
@@ -199,6 +200,21 @@ export function createServiceApp(
     if (isAppError(error)) {
       log.warn('request failed', { code: error.code, detail: error.detail, error: error.extra.cause })
       return problemResponse(c, error)
+    }
+    if (isRetryableTransactionError(error)) {
+      // A statement outside a retried transaction waited out a lock (a transaction stuck behind a
+      // network that went silent, say) or was chosen as a deadlock victim: busy, not broken.
+      log.warn('database busy', { error })
+      return problemResponse(
+        c,
+        new AppError(
+          'SERVICE_UNAVAILABLE',
+          'The database is too busy to complete this request; retry shortly',
+          {
+            retryAfterSeconds: 1,
+          },
+        ),
+      )
     }
     if (isDependencyFailure(error)) {
       log.error('dependency unavailable', { error })

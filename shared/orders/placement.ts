@@ -306,7 +306,7 @@ export async function placeBatch(
         )
         return outcomes
       },
-      options,
+      { ...options, readCommitted: true },
     )
   } catch (error) {
     // A guard that disagreed, or a key another request committed first: nothing was committed. Alone,
