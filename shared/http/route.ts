@@ -1,4 +1,4 @@
-import { type Context, Hono, type MiddlewareHandler } from 'hono'
+import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
 import type { Deps } from '../deps'
 import type { ErrorCode } from '../errors'
@@ -72,10 +72,6 @@ export type RouteDeps<R extends RouteDef> = Pick<Deps, 'config'> &
  */
 export type RouteHandler<R extends RouteDef> = (input: RouteInput<R>, c: Context<AppEnv>) => Promise<unknown>
 
-const passThrough: MiddlewareHandler<AppEnv> = async (_c, next) => {
-  await next()
-}
-
 const NoFields = v.strictObject({})
 
 /** A route without a body schema takes none: `{}` is tolerated, any field is a 400 like any unknown field. */
@@ -106,13 +102,13 @@ export function routeApp<R extends RouteDef>(
     throw new Error(`${route.method} ${route.path} is self-or-admin: its path needs a :${SELF_PARAM} segment`)
   }
   const app = new Hono<AppEnv>()
-  const auth = route.access === 'public' ? passThrough : requireAuth(route.access, deps.config)
+  const auth = route.access === 'public' ? undefined : requireAuth(route.access, deps.config)
   const idempotency = route.idempotent && hasIdempotencyDeps(deps) ? deps : undefined
   if (route.idempotent && !idempotency) {
     throw new Error(`${route.method} ${route.path} is idempotent: its app needs db, redis and logger`)
   }
   const status = route.response.status
-  app.on(route.method, route.path, auth, async (c) => {
+  const handler = async (c: Context<AppEnv>) => {
     const params = route.params ? parse(route.params, c.req.param()) : undefined
     const query = route.query ? readQuery(c, route.query) : undefined
     const body = route.body ? await readJsonBody(c, route.body) : await refuseBody(c)
@@ -135,6 +131,9 @@ export function routeApp<R extends RouteDef>(
     )
     if (result.replayed) c.header('Idempotent-Replayed', 'true')
     return c.json(result.body, result.status as typeof status)
-  })
+  }
+  // A public route has no auth step at all, rather than one every request passes through.
+  if (auth) app.on(route.method, route.path, auth, handler)
+  else app.on(route.method, route.path, handler)
   return app
 }
