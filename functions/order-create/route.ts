@@ -1,5 +1,5 @@
 import { defineRoute } from '../../shared/http/route'
-import { OrderSchema, PlaceOrderBody } from '../../shared/orders/schemas'
+import { EXAMPLE_ORDER, OrderSchema, PlaceOrderBody } from '../../shared/orders/schemas'
 
 export const route = defineRoute({
   method: 'POST',
@@ -20,19 +20,6 @@ export const route = defineRoute({
   ],
   example: {
     body: { items: [{ productId: 1, quantity: 2 }] },
-    response: {
-      id: 1,
-      userId: 1,
-      status: 'PAID',
-      items: [
-        { productId: 1, name: 'Americano beans 1 kg', unitPrice: 24_000, quantity: 2, lineTotal: 48_000 },
-      ],
-      subtotal: 48_000,
-      discount: 0,
-      total: 48_000,
-      userCouponId: null,
-      createdAt: '2026-11-28T11:36:17.123Z',
-      paidAt: '2026-11-28T11:36:17.123Z',
-    },
+    response: EXAMPLE_ORDER,
   },
 })

@@ -40,3 +40,17 @@ export const OrderSchema = v.object({
 })
 
 export const OrderPageSchema = v.object({ items: v.array(OrderSchema), nextCursor: v.nullable(v.string()) })
+
+/** The order the API reference shows (functions' route examples): one of the demo products, twice. */
+export const EXAMPLE_ORDER = {
+  id: 1,
+  userId: 1,
+  status: 'PAID' as const,
+  items: [{ productId: 1, name: 'Americano beans 1 kg', unitPrice: 24_000, quantity: 2, lineTotal: 48_000 }],
+  subtotal: 48_000,
+  discount: 0,
+  total: 48_000,
+  userCouponId: null,
+  createdAt: '2026-11-28T11:36:17.123Z',
+  paidAt: '2026-11-28T11:36:17.123Z',
+}
