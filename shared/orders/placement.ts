@@ -44,12 +44,16 @@ type Winner = {
   userCouponId: number | null
   /** The user has no balance row yet (a free order): it is opened in the same transaction. */
   opensAccount: boolean
+  /** The balance once this order (and the user's orders before it in the batch) is paid: its ledger entry's. */
+  balanceAfter: number
 }
 
 const unique = (values: number[]) => [...new Set(values)]
 const notUsable = (detail: string) => new AppError('COUPON_NOT_USABLE', detail)
 
 const DUPLICATE_ENTRY = 1062
+/** A CHECK constraint refused a row (MariaDB's ER_CONSTRAINT_FAILED): a balance or stock below zero. */
+const CONSTRAINT_FAILED = 4025
 
 /** A guarded UPDATE matched no row although the rows were locked and checked: nothing is committed. */
 class GuardMismatch extends Error {
@@ -152,6 +156,7 @@ function decide(
     balance.set(userId, (has ?? 0) - total)
     if (couponId !== null) used.add(couponId)
     return {
+      balanceAfter: (has ?? 0) - total,
       index,
       userId,
       lines,
@@ -164,68 +169,88 @@ function decide(
   })
 }
 
+/** `CASE <column> WHEN k THEN v … END` with escaped keys and values (or raw SQL values, for ids). */
+const caseOf = (column: string, pairs: Array<[number, unknown]>, raw = false) =>
+  `CASE ${column} ${pairs.map(([k, v]) => (raw ? `WHEN ${sqlText('?', [k])} THEN ${String(v)}` : sqlText('WHEN ? THEN ?', [k, v]))).join(' ')} END`
+
 /**
- * The winners' writes in one round trip: each order its own row, lines, coupon use and balance debit with
- * its ledger entry (INSERT … SELECT takes balance_after from the row just changed), then one guarded stock
- * UPDATE per product for the batch's sum, last, so that a hot product's row is changed as late as
- * possible. `guards` are the statements whose affected rows must be 1.
+ * The winners' writes in one round trip, set by set: each order's own row (its id kept in a session
+ * variable), then every order's lines, coupon uses, balance debits (one UPDATE for all the batch's users)
+ * with one ledger entry per order, and last, one stock UPDATE for all the batch's products, so that a hot
+ * product's row is changed as late as possible. Every row they touch was locked and decided in round trip
+ * 1; `guards` say how many rows each UPDATE must match, and the CHECK constraints (`balance >= 0`,
+ * `stock >= 0`) refuse, in SQL, any debit that would go below zero: money and stock are still decided
+ * there, whatever the decisions above said.
  */
 function writes(winners: Winner[], now: Date) {
   const statements: string[] = []
-  const guards: number[] = []
-  const add = (sql: string, values: unknown[], guard = false) => {
-    if (guard) guards.push(statements.length)
-    statements.push(sqlText(sql, values))
+  const guards: Array<{ at: number; rows: number }> = []
+  const add = (sql: string, rows?: number) => {
+    if (rows !== undefined) guards.push({ at: statements.length, rows })
+    statements.push(sql)
   }
+  const id = (i: number) => `@placed_${i}`
   for (const [i, w] of winners.entries()) {
-    const id = `@placed_${i}`
     add(
-      "INSERT INTO orders (user_id, status, subtotal, discount, total, user_coupon_id, created_at, paid_at) VALUES (?, 'PAID', ?, ?, ?, ?, ?, ?)",
-      [w.userId, w.subtotal, w.discount, w.total, w.userCouponId, now, now],
+      sqlText(
+        "INSERT INTO orders (user_id, status, subtotal, discount, total, user_coupon_id, created_at, paid_at) VALUES (?, 'PAID', ?, ?, ?, ?, ?, ?)",
+        [w.userId, w.subtotal, w.discount, w.total, w.userCouponId, now, now],
+      ),
     )
-    statements.push(`SET ${id} = LAST_INSERT_ID()`)
-    statements.push(
-      `INSERT INTO order_lines (order_id, product_id, name, unit_price, quantity, line_total) VALUES ${w.lines
-        .map((l) =>
-          sqlText(`(${id}, ?, ?, ?, ?, ?)`, [l.productId, l.name, l.unitPrice, l.quantity, l.lineTotal]),
-        )
-        .join(', ')}`,
-    )
-    if (w.userCouponId !== null) {
-      add(
-        `UPDATE user_coupons SET status = 'USED', used_at = ?, order_id = ${id} WHERE id = ? AND user_id = ? AND status = 'AVAILABLE' AND expires_at > ?`,
-        [now, w.userCouponId, w.userId, now],
-        true,
+    add(`SET ${id(i)} = LAST_INSERT_ID()`)
+  }
+  add(
+    `INSERT INTO order_lines (order_id, product_id, name, unit_price, quantity, line_total) VALUES ${winners
+      .flatMap((w, i) =>
+        w.lines.map((l) =>
+          sqlText(`(${id(i)}, ?, ?, ?, ?, ?)`, [l.productId, l.name, l.unitPrice, l.quantity, l.lineTotal]),
+        ),
       )
-    }
-    if (w.opensAccount) {
-      add('INSERT IGNORE INTO balances (user_id, balance, created_at, updated_at) VALUES (?, 0, ?, ?)', [
-        w.userId,
-        now,
-        now,
-      ])
-    }
+      .join(', ')}`,
+  )
+  const coupons = winners.flatMap((w, i) => (w.userCouponId === null ? [] : [{ w, i, id: w.userCouponId }]))
+  if (coupons.length > 0) {
     add(
-      'UPDATE balances SET balance = balance - ?, updated_at = ? WHERE user_id = ? AND balance >= ?',
-      [w.total, now, w.userId, w.total],
-      true,
-    )
-    add(
-      `INSERT INTO balance_ledger (user_id, type, amount, balance_after, order_id, created_at) SELECT user_id, 'PAYMENT', ?, balance, ${id}, ? FROM balances WHERE user_id = ?`,
-      [-w.total, now, w.userId],
+      `UPDATE user_coupons SET status = 'USED', used_at = ${sqlText('?', [now])}, order_id = ${caseOf(
+        'id',
+        coupons.map((c) => [c.id, id(c.i)]),
+        true,
+      )} WHERE id IN (${sqlText('?', [coupons.map((c) => c.id)])}) AND user_id = ${caseOf(
+        'id',
+        coupons.map((c) => [c.id, c.w.userId]),
+      )} AND status = 'AVAILABLE' AND expires_at > ${sqlText('?', [now])}`,
+      coupons.length,
     )
   }
+  const opening = [...new Set(winners.filter((w) => w.opensAccount).map((w) => w.userId))]
+  if (opening.length > 0) {
+    add(
+      sqlText('INSERT IGNORE INTO balances (user_id, balance, created_at, updated_at) VALUES ?', [
+        opening.map((userId) => [userId, 0, now, now]),
+      ]),
+    )
+  }
+  const debits = new Map<number, number>()
+  for (const w of winners) debits.set(w.userId, (debits.get(w.userId) ?? 0) + w.total)
+  const users = [...debits].sort(([a], [b]) => a - b)
+  add(
+    `UPDATE balances SET balance = balance - ${caseOf('user_id', users)}, updated_at = ${sqlText('?', [now])} WHERE user_id IN (${sqlText('?', [users.map(([u]) => u)])})`,
+    users.length,
+  )
+  add(
+    `INSERT INTO balance_ledger (user_id, type, amount, balance_after, order_id, created_at) VALUES ${winners
+      .map((w, i) => sqlText(`(?, 'PAYMENT', ?, ?, ${id(i)}, ?)`, [w.userId, -w.total, w.balanceAfter, now]))
+      .join(', ')}`,
+  )
   const taken = new Map<number, number>()
   for (const w of winners)
     for (const l of w.lines) taken.set(l.productId, (taken.get(l.productId) ?? 0) + l.quantity)
-  for (const [productId, quantity] of [...taken].sort(([a], [b]) => a - b)) {
-    add(
-      'UPDATE products SET stock = stock - ? WHERE id = ? AND stock >= ?',
-      [quantity, productId, quantity],
-      true,
-    )
-  }
-  statements.push(`SELECT ${winners.map((_, i) => `@placed_${i}`).join(', ')}`)
+  const stock = [...taken].sort(([a], [b]) => a - b)
+  add(
+    `UPDATE products SET stock = stock - ${caseOf('id', stock)} WHERE id IN (${sqlText('?', [stock.map(([p]) => p)])})`,
+    stock.length,
+  )
+  add(`SELECT ${winners.map((_, i) => id(i)).join(', ')}`)
   return { sql: statements.join(';'), guards }
 }
 
@@ -265,7 +290,7 @@ export async function placeBatch(
 
         const { sql, guards } = writes(winners, now)
         const results = (await session.query(sql)) as unknown[]
-        if (guards.some((i) => (results[i] as Header).affectedRows !== 1)) {
+        if (guards.some((g) => (results[g.at] as Header).affectedRows !== g.rows)) {
           throw new GuardMismatch('a guarded UPDATE disagreed with the locked rows')
         }
         const [ids] = results.at(-1) as [Record<string, number>]
@@ -309,11 +334,13 @@ export async function placeBatch(
       { ...options, readCommitted: true },
     )
   } catch (error) {
-    // A guard that disagreed, or a key another request committed first: nothing was committed. Alone,
-    // each order meets its own verdict (KeyTaken, or the guard's) without failing the others.
-    const isolate = error instanceof GuardMismatch || mysqlErrno(error) === DUPLICATE_ENTRY
+    // A guard or a CHECK constraint that disagreed, or a key another request committed first: nothing
+    // was committed. Alone, each order meets its own verdict (KeyTaken, or the guard's) without failing
+    // the others.
+    const errno = mysqlErrno(error)
+    const isolate = error instanceof GuardMismatch || errno === DUPLICATE_ENTRY || errno === CONSTRAINT_FAILED
     if (!isolate || requests.length === 1) {
-      if (mysqlErrno(error) === DUPLICATE_ENTRY) return [{ error: new KeyTaken() }]
+      if (errno === DUPLICATE_ENTRY) return [{ error: new KeyTaken() }]
       throw error
     }
     return (await Promise.all(requests.map((request) => placeBatch(pool, [request], options)))).flat()
