@@ -1,8 +1,8 @@
 /**
- * Group commit by natural batching: a request that finds no batch running starts one at once, alone (a
- * quiet shop waits for nothing); requests arriving while batches run wait for the next one, which takes
- * all of them (up to `maxBatch`). So the batch size follows the load, and the window is never longer than
- * one batch's transaction.
+ * Natural batching, the rule of the orders' group commit and of the statistics consumer: a request that
+ * finds fewer than `concurrency` batches running starts one at once, alone (a quiet process waits for
+ * nothing); requests arriving while they all run wait for one to end, and the next batch takes all of them
+ * (up to `maxBatch`). So the batch size follows the load, and the wait is never longer than one batch.
  */
 export function createCombiner<Request, Outcome>(
   run: (batch: Request[]) => Promise<Outcome[]>,
