@@ -1,4 +1,4 @@
-import { IssuedCouponSchema } from '../../shared/coupons/schemas'
+import { EXAMPLE_ISSUED_COUPON, IssuedCouponSchema } from '../../shared/coupons/schemas'
 import { defineRoute } from '../../shared/http/route'
 import { idParams } from '../../shared/http/schemas'
 
@@ -21,16 +21,6 @@ export const route = defineRoute({
   ],
   example: {
     params: { couponId: 2 },
-    response: {
-      userCouponId: 19,
-      couponId: 2,
-      name: '10% off, first 30',
-      type: 'PERCENT',
-      value: 10,
-      minOrderAmount: 0,
-      status: 'AVAILABLE',
-      issuedAt: '2026-11-28T11:36:17.123Z',
-      expiresAt: '2026-12-05T11:36:17.123Z',
-    },
+    response: EXAMPLE_ISSUED_COUPON,
   },
 })

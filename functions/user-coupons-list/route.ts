@@ -1,4 +1,4 @@
-import { UserCouponListSchema, UserCouponsQuery } from '../../shared/coupons/schemas'
+import { EXAMPLE_ISSUED_COUPON, UserCouponListSchema, UserCouponsQuery } from '../../shared/coupons/schemas'
 import { defineRoute } from '../../shared/http/route'
 import { idParams } from '../../shared/http/schemas'
 
@@ -16,21 +16,7 @@ export const route = defineRoute({
     params: { userId: 1 },
     query: { status: 'AVAILABLE' },
     response: {
-      items: [
-        {
-          userCouponId: 19,
-          couponId: 2,
-          name: '10% off, first 30',
-          type: 'PERCENT',
-          value: 10,
-          minOrderAmount: 0,
-          status: 'AVAILABLE',
-          issuedAt: '2026-11-28T11:36:17.123Z',
-          expiresAt: '2026-12-05T11:36:17.123Z',
-          usedAt: null,
-          orderId: null,
-        },
-      ],
+      items: [{ ...EXAMPLE_ISSUED_COUPON, usedAt: null, orderId: null }],
     },
   },
 })

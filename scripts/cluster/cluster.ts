@@ -4,8 +4,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import amqp from 'amqplib'
-import { Redis } from 'ioredis'
 import { ENV_VARS, redactUrl } from '../../shared/config'
+import { redisAnswers } from '../../shared/redis/client'
 import { type ConnectionBudget, ConnectionBudgetError } from '../connection-budget'
 import {
   type InfraModel,
@@ -553,25 +553,6 @@ export async function startCluster(options: StartOptions): Promise<ClusterState>
     say('start-up failed: stopping what was started')
     await stopCluster(stateDir)
     throw error
-  }
-}
-
-async function redisAnswers(port: number): Promise<boolean> {
-  const client = new Redis({
-    port,
-    host: '127.0.0.1',
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  })
-  client.on('error', () => undefined)
-  try {
-    await client.connect()
-    return (await client.ping()) === 'PONG'
-  } catch {
-    return false
-  } finally {
-    client.disconnect()
   }
 }
 

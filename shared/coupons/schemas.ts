@@ -136,3 +136,16 @@ export const USER_COUPON_VIEW_STATUSES = ['AVAILABLE', 'USED', 'EXPIRED'] as con
 export const UserCouponsQuery = v.strictObject({
   status: v.optional(v.picklist(USER_COUPON_VIEW_STATUSES)),
 })
+
+/** The coupon the API reference shows issued (functions' route examples): the second demo coupon. */
+export const EXAMPLE_ISSUED_COUPON = {
+  userCouponId: 19,
+  couponId: 2,
+  name: '10% off, first 30',
+  type: 'PERCENT' as const,
+  value: 10,
+  minOrderAmount: 0,
+  status: 'AVAILABLE' as const,
+  issuedAt: '2026-11-28T11:36:17.123Z',
+  expiresAt: '2026-12-05T11:36:17.123Z',
+}

@@ -157,9 +157,10 @@ export async function runIdempotent(
     throw inUse()
   }
 
-  let recorded: string | undefined
+  // The result the verb stored: the handler must answer with that very object, or replays would differ.
+  let recorded: { result: unknown } | undefined
   const rowFor = (result: unknown) => {
-    recorded = JSON.stringify(result)
+    recorded = { result }
     return {
       userId: request.userId,
       key,
@@ -167,7 +168,7 @@ export async function runIdempotent(
       path: request.path,
       requestHash: hash,
       responseStatus: request.status,
-      responseBody: recorded,
+      responseBody: JSON.stringify(result),
       createdAt: new Date(),
     }
   }
@@ -218,7 +219,7 @@ export async function runIdempotent(
 
   try {
     const body = await handle(record)
-    if (recorded === undefined || recorded !== JSON.stringify(body)) {
+    if (recorded?.result !== body) {
       // A verb that forgot to record, or answered something else than it stored: replays would differ.
       deps.logger.error('idempotent handler did not record the response it returned', {
         method: request.method,

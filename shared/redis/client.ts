@@ -54,3 +54,23 @@ export async function connectRedis(redis: Redis): Promise<void> {
   if (redis.status === 'ready') return
   await redis.connect()
 }
+
+/** Whether a Redis on 127.0.0.1:`port` answers PING now (one try, no retries): for scripts waiting on one they started. */
+export async function redisAnswers(port: number): Promise<boolean> {
+  const client = new IORedis({
+    port,
+    host: '127.0.0.1',
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  })
+  client.on('error', () => undefined)
+  try {
+    await client.connect()
+    return (await client.ping()) === 'PONG'
+  } catch {
+    return false
+  } finally {
+    client.disconnect()
+  }
+}

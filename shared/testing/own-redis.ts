@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
+import { redisAnswers } from '../redis/client'
 
 /**
  * For tests only: a redis-server of the test's own, on a free port, without persistence, that the test
@@ -31,25 +32,6 @@ export async function freePort(): Promise<number> {
   return port
 }
 
-async function ping(port: number): Promise<boolean> {
-  const client = new Redis({
-    port,
-    host: '127.0.0.1',
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  })
-  client.on('error', () => undefined)
-  try {
-    await client.connect()
-    return (await client.ping()) === 'PONG'
-  } catch {
-    return false
-  } finally {
-    client.disconnect()
-  }
-}
-
 export async function startOwnRedis(): Promise<OwnRedis> {
   const port = await freePort()
   let child: ChildProcess | undefined
@@ -70,7 +52,7 @@ export async function startOwnRedis(): Promise<OwnRedis> {
         if (child === started) child = undefined
       })
       for (let waited = 0; waited < 10_000; waited += 50) {
-        if (await ping(port)) return
+        if (await redisAnswers(port)) return
         await sleep(50)
       }
       throw new Error(`redis-server on port ${port} did not start`)
