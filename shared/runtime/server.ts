@@ -1,6 +1,6 @@
-import { Server as HttpServer, type ServerResponse } from 'node:http'
+import { Server as HttpServer } from 'node:http'
 import { type AddressInfo, Server as NetServer } from 'node:net'
-import { serve } from '@hono/node-server'
+import { type HttpBindings, serve } from '@hono/node-server'
 import type { Hono } from 'hono'
 import type { AppEnv } from '../http/context'
 import type { Logger } from '../logger'
@@ -37,12 +37,26 @@ export type RunningServer = { port: number; close(): Promise<void> }
 export function listen(app: Hono<AppEnv>, port: number, hostname = '0.0.0.0'): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
     let draining = false
-    const server = serve({ fetch: app.fetch, port, hostname }, (info: AddressInfo) => {
+    // Before the adapter writes the response: a draining server asks the client to close the connection,
+    // on responses to requests that arrive from now on and on those in flight. A check on the way out of
+    // each request rather than a listener on each response (a listener per request cost 1 % of a cached
+    // read's CPU in a profile).
+    const closeIfDraining = (env: HttpBindings, response: Response) => {
+      if (draining && !env.outgoing.headersSent) env.outgoing.setHeader('Connection', 'close')
+      return response
+    }
+    const fetch = (request: Request, env: HttpBindings) => {
+      const answer = app.fetch(request, env)
+      return answer instanceof Promise
+        ? answer.then((response) => closeIfDraining(env, response))
+        : closeIfDraining(env, answer)
+    }
+    const server = serve({ fetch, port, hostname }, (info: AddressInfo) => {
       resolve({
         port: info.port,
         close: () =>
           new Promise<void>((done) => {
-            drain()
+            draining = true
             const idle = setTimeout(() => http.closeIdleConnections(), DRAIN_IDLE_CLOSE_MS)
             // http.Server#close would also end every idle kept-alive connection at once (Node 19 and
             // later), racing a proxy that is sending a request on one: net.Server's close only stops
@@ -57,22 +71,6 @@ export function listen(app: Hono<AppEnv>, port: number, hostname = '0.0.0.0'): P
     if (!(server instanceof HttpServer)) throw new Error('listen: expected an HTTP/1.1 server')
     const http = server
     http.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
-    // Before Hono's listener writes the response: a draining server asks the client to close the
-    // connection, on responses to requests that arrive from now on and on those not yet written.
-    const unanswered = new Set<ServerResponse>()
-    http.prependListener('request', (_request, response) => {
-      if (draining) {
-        response.setHeader('Connection', 'close')
-        return
-      }
-      unanswered.add(response)
-      response.once('close', () => unanswered.delete(response))
-    })
-    const drain = () => {
-      draining = true
-      for (const response of unanswered) if (!response.headersSent) response.setHeader('Connection', 'close')
-      unanswered.clear()
-    }
     server.once('error', (error: NodeJS.ErrnoException) => {
       reject(
         error.code === 'EADDRINUSE'
