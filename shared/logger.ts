@@ -37,19 +37,10 @@ const wrap = (log: pino.Logger): Logger => ({
 })
 
 /**
- * Lines are written out once this many bytes are buffered (some twenty access lines), or every
- * LOG_FLUSH_MS when fewer are: each write is a hand-off to libuv's thread pool, and one per few lines was
- * most of what an access line cost (a write and the futex wake-ups around it, per three to five requests).
- */
-const LOG_BUFFER_BYTES = 4096
-const LOG_FLUSH_MS = 500
-
-/**
  * One JSON object per line on stdout, `{ time, level, message, ...fields }`: what log shippers and `jq`
- * read without configuration. pino writes through an asynchronous destination (sonic-boom) that batches
- * lines (LOG_BUFFER_BYTES, LOG_FLUSH_MS), so a line reaches stdout at most half a second after it is
- * logged; pino flushes what is left when the process exits. `write` (tests, scripts writing to stderr)
- * gets each line synchronously.
+ * read without configuration. pino writes through an asynchronous destination (sonic-boom), so a busy
+ * process batches its lines into few writes instead of one blocking write per line; pino flushes it when
+ * the process exits. `write` (tests, scripts writing to stderr) gets each line synchronously.
  */
 export function createLogger(level: LogLevel, base: Fields = {}, write?: (line: string) => unknown): Logger {
   const destination = write
@@ -58,7 +49,7 @@ export function createLogger(level: LogLevel, base: Fields = {}, write?: (line: 
           write(line)
         },
       }
-    : pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS })
+    : pino.destination({ dest: 1, sync: false })
   return wrap(
     pino(
       {
