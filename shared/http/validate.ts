@@ -75,6 +75,13 @@ async function collect(chunks: AsyncIterable<Uint8Array>): Promise<string> {
 }
 
 /**
+ * HTTP/1.1: a request with neither Transfer-Encoding nor a Content-Length above 0 has no body (Node's
+ * parser holds it to that), so there is nothing to read, and no stream iterator to build and wait on.
+ */
+const declaresNoBody = (incoming: IncomingMessage) =>
+  incoming.headers['transfer-encoding'] === undefined && Number(incoming.headers['content-length'] ?? 0) === 0
+
+/**
  * The request body as text, at most MAX_BODY_BYTES however it is sent (a declared length over it was
  * refused before; a chunked body is counted as it arrives). Under @hono/node-server it is read straight
  * from Node's request: reading it through the web Request would make the adapter build a full Request,
@@ -82,7 +89,7 @@ async function collect(chunks: AsyncIterable<Uint8Array>): Promise<string> {
  */
 export async function readBody(c: Context): Promise<string> {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming
-  if (incoming) return collect(incoming)
+  if (incoming) return declaresNoBody(incoming) ? '' : collect(incoming)
   const body = c.req.raw.body
   return body ? collect(body) : ''
 }
