@@ -1,6 +1,6 @@
 import { Server as HttpServer } from 'node:http'
 import { type AddressInfo, Server as NetServer } from 'node:net'
-import { type HttpBindings, serve } from '@hono/node-server'
+import { type Http2Bindings, type HttpBindings, serve } from '@hono/node-server'
 import type { Hono } from 'hono'
 import type { AppEnv } from '../http/context'
 import type { Logger } from '../logger'
@@ -41,11 +41,11 @@ export function listen(app: Hono<AppEnv>, port: number, hostname = '0.0.0.0'): P
     // on responses to requests that arrive from now on and on those in flight. A check on the way out of
     // each request rather than a listener on each response (a listener per request cost 1 % of a cached
     // read's CPU in a profile).
-    const closeIfDraining = (env: HttpBindings, response: Response) => {
+    const closeIfDraining = (env: HttpBindings | Http2Bindings, response: Response) => {
       if (draining && !env.outgoing.headersSent) env.outgoing.setHeader('Connection', 'close')
       return response
     }
-    const fetch = (request: Request, env: HttpBindings) => {
+    const fetch = (request: Request, env: HttpBindings | Http2Bindings) => {
       const answer = app.fetch(request, env)
       return answer instanceof Promise
         ? answer.then((response) => closeIfDraining(env, response))
