@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8'
 import type { Hono } from 'hono'
 import { ConfigError, loadConfig } from '../config'
 import type { Deps } from '../deps'
@@ -18,6 +19,12 @@ export function exitOnStartupError(error: unknown): never {
   process.exit(1)
 }
 
+/**
+ * A bundle starts with V8's young generation held at its initial size (YOUNG_GENERATION_AT_START in
+ * scripts/build.ts); once the process serves, it grows under load as V8 does by default (a factor of 2).
+ */
+const serveWithDefaultYoungGeneration = () => setFlagsFromString('--semi-space-growth-factor=2')
+
 /** The container entry of one function: config → deps once → serve on PORT → graceful shutdown. */
 export async function serveFunction(name: string, route: RouteDef, create: (deps: Deps) => Hono<AppEnv>) {
   try {
@@ -28,6 +35,7 @@ export async function serveFunction(name: string, route: RouteDef, create: (deps
       config.port,
     )
     onShutdown({ logger: deps.logger, lifecycle: deps.lifecycle, steps: [server.close, deps.close] })
+    serveWithDefaultYoungGeneration()
     deps.logger.info('listening', {
       function: name,
       route: `${route.method} ${route.path}`,
@@ -49,6 +57,7 @@ export async function serveWorker(worker: WorkerDef, create: (deps: Deps) => Run
     const server = await listen(createServiceApp(deps, []), config.port)
     const running = create(deps)
     await running.start()
+    serveWithDefaultYoungGeneration()
     onShutdown({
       logger: deps.logger,
       lifecycle: deps.lifecycle,
