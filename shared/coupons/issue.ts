@@ -1,10 +1,8 @@
-import { and, eq, lt, sql } from 'drizzle-orm'
-import type { Tx } from '../db/client'
-import { coupons, userCoupons } from '../db/schema'
-import { inTransaction, mysqlErrno } from '../db/transaction'
+import { createCombiner } from '../combiner'
+import { poolOf } from '../db/client'
 import { AppError, isAppError } from '../errors'
-import { noKey, type RecordEffect } from '../idempotency/idempotency'
-import { type CouponDefinition, type CouponDeps, createCouponCatalog, DAY_MS } from './coupons'
+import { KeyTaken, noKey, type RecordEffect } from '../idempotency/idempotency'
+import { type CouponDeps, createCouponCatalog } from './coupons'
 import {
   type Claim,
   type ClaimOutcome,
@@ -14,20 +12,15 @@ import {
   reconcileStaleClaims,
   releaseClaim,
 } from './issue-state'
+import {
+  type IssuedCoupon,
+  type PersistOutcome,
+  type PersistRequest,
+  persistBatch,
+  RefusedByMysql,
+} from './persist'
 
-const DUPLICATE_ENTRY = 1062
-
-export type IssuedCoupon = {
-  userCouponId: number
-  couponId: number
-  name: string
-  type: 'FIXED' | 'PERCENT'
-  value: number
-  minOrderAmount: number
-  status: 'AVAILABLE'
-  issuedAt: string
-  expiresAt: string
-}
+export type { IssuedCoupon } from './persist'
 
 export type IssueRequest = {
   couponId: number
@@ -42,61 +35,24 @@ const REFUSALS: Record<Exclude<ClaimOutcome, 'CLAIMED'>, (couponId: number) => A
     new AppError('COUPON_NOT_ISSUABLE', `Coupon ${id} is not being issued now (outside its issuance window)`),
 }
 
-/** MySQL's verdict on a winner Redis admitted (its state was stale): told apart from Redis's own refusals. */
-class RefusedByMysql extends AppError {}
-
+/** Winners written together at most (docs/coupons.md, group commit). */
+export const MAX_BATCH = 100
 /**
- * The winner's rows, in one transaction: the slot is taken with a guarded UPDATE of the coupon row first
- * (`issued_quantity < total_quantity`: never over-issued, whatever Redis believed), then the user coupon,
- * whose unique (coupon_id, user_id) key refuses a second one for the same user.
+ * Batches in flight at once per process: batches of one coupon queue on its row in MySQL anyway, so a
+ * second one only overlaps round trips (and lets another coupon's winners through meanwhile).
  */
-async function persistIssue(
-  tx: Tx,
-  coupon: CouponDefinition,
-  userId: number,
-  now: Date,
-): Promise<IssuedCoupon> {
-  const [taken] = await tx
-    .update(coupons)
-    .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
-    .where(and(eq(coupons.id, coupon.id), lt(coupons.issuedQuantity, coupons.totalQuantity)))
-  if (taken.affectedRows === 0) {
-    throw new RefusedByMysql('COUPON_SOLD_OUT', `Coupon ${coupon.id} has no coupons left to issue`)
-  }
-  const expiresAt = new Date(now.getTime() + coupon.validDays * DAY_MS)
-  let userCouponId: number
-  try {
-    const [row] = await tx
-      .insert(userCoupons)
-      .values({ couponId: coupon.id, userId, status: 'AVAILABLE', issuedAt: now, expiresAt })
-      .$returningId()
-    if (!row) throw new Error('user coupon insert returned no id')
-    userCouponId = row.id
-  } catch (error) {
-    if (mysqlErrno(error) !== DUPLICATE_ENTRY) throw error
-    throw new RefusedByMysql('COUPON_ALREADY_ISSUED', `You already hold coupon ${coupon.id}`)
-  }
-  return {
-    userCouponId,
-    couponId: coupon.id,
-    name: coupon.name,
-    type: coupon.type,
-    value: coupon.value,
-    minOrderAmount: coupon.minOrderAmount,
-    status: 'AVAILABLE',
-    issuedAt: now.toISOString(),
-    expiresAt: expiresAt.toISOString(),
-  }
-}
+export const BATCHES_IN_FLIGHT = 2
 
 /**
  * First come, first served issuing at Redis speed (see issue-state.ts for the Redis side).
  *
  * 1. The definition comes from Redis (an unknown id is cached too), then one script decides the claim.
  *    Refusals end here without touching MySQL.
- * 2. A winner is persisted in MySQL, with the request's Idempotency-Key (`record`). The claim is made
- *    before, outside the transaction, so a deadlock retry of the transaction never meets its own claim as
- *    "already issued".
+ * 2. A winner is persisted in MySQL, with the request's Idempotency-Key (`record`), together with the
+ *    winners that arrived while the previous batch was being written (persist.ts: one transaction, one
+ *    guarded UPDATE of the slots, one INSERT of every winner's row). The claim is made before, outside
+ *    the transaction, so a deadlock retry of the transaction never meets its own claim as "already
+ *    issued".
  * 3. After the commit the claim is confirmed. If MySQL refused or the transaction failed, the slot is given
  *    back (the user leaves the winners set) and the client gets MySQL's verdict or a 503.
  *
@@ -106,6 +62,15 @@ async function persistIssue(
 export function createCouponIssuer(deps: CouponDeps) {
   const catalog = createCouponCatalog(deps)
   const count = (outcome: string) => deps.metrics.couponIssues.inc({ outcome })
+  // One per process, shared by every app that issues coupons in it, so that their winners batch together.
+  const persist = deps.once('coupon-issue-combiner', () => {
+    const pool = poolOf(deps.db)
+    const onRetry = () => deps.metrics.transactionRetries.inc({ operation: 'coupon-issue' })
+    return createCombiner<PersistRequest, PersistOutcome>((batch) => persistBatch(pool, batch, { onRetry }), {
+      maxBatch: MAX_BATCH,
+      concurrency: BATCHES_IN_FLIGHT,
+    })
+  })
 
   const claim = async (couponId: number, userId: number, now: Date): Promise<Claim> => {
     try {
@@ -147,29 +112,32 @@ export function createCouponIssuer(deps: CouponDeps) {
         throw REFUSALS[won.outcome](couponId)
       }
 
+      let outcome: PersistOutcome
       try {
-        const issued = await inTransaction(deps.db, async (tx) => {
-          const result = await persistIssue(tx, coupon, userId, now)
-          await record.insert(tx, result)
-          return result
-        })
+        outcome = await persist.submit({ coupon, userId, record, now })
+      } catch (error) {
+        outcome = { error: error instanceof Error ? error : new Error(String(error)) }
+      }
+      if ('issued' in outcome) {
         await settle('confirm', () => confirmClaim(deps, couponId, userId, won.gen))
         count('issued')
-        return issued
-      } catch (error) {
-        if (error instanceof RefusedByMysql && error.code === 'COUPON_ALREADY_ISSUED') {
-          // Redis had lost this holder (rebuilt while their issue was in flight): now it knows again.
-          await settle('confirm', () => confirmClaim(deps, couponId, userId, won.gen))
-          count('mysql_already_issued')
-          throw error
-        }
-        const soldOut = error instanceof RefusedByMysql && error.code === 'COUPON_SOLD_OUT'
-        await settle('release', () => releaseClaim(deps, couponId, userId, won.gen, { soldOut }))
-        count(soldOut ? 'mysql_sold_out' : 'failed')
-        if (isAppError(error)) throw error
-        deps.logger.error('coupon issue could not be recorded', { couponId, userId, error })
-        throw issuingUnavailable('The coupon could not be issued right now; retry shortly', error)
+        return outcome.issued
       }
+      const { error } = outcome
+      if (error instanceof RefusedByMysql && error.code === 'COUPON_ALREADY_ISSUED') {
+        // Redis had lost this holder (rebuilt while their issue was in flight): now it knows again.
+        await settle('confirm', () => confirmClaim(deps, couponId, userId, won.gen))
+        count('mysql_already_issued')
+        throw error
+      }
+      const soldOut = error instanceof RefusedByMysql && error.code === 'COUPON_SOLD_OUT'
+      await settle('release', () => releaseClaim(deps, couponId, userId, won.gen, { soldOut }))
+      count(soldOut ? 'mysql_sold_out' : 'failed')
+      // A concurrent request with the same Idempotency-Key committed first: the idempotency layer
+      // answers with its response.
+      if (isAppError(error) || error instanceof KeyTaken) throw error
+      deps.logger.error('coupon issue could not be recorded', { couponId, userId, error })
+      throw issuingUnavailable('The coupon could not be issued right now; retry shortly', error)
     },
   }
 }
