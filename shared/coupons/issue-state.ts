@@ -44,7 +44,11 @@ export function stateKeys(couponId: number) {
 }
 
 export type ClaimOutcome = 'CLAIMED' | 'ALREADY_ISSUED' | 'SOLD_OUT' | 'NOT_ISSUABLE'
-export type Claim = { outcome: ClaimOutcome; gen: string; stale: boolean }
+/**
+ * `final`: a refusal nothing can undo (the user holds the coupon in MySQL, or it is full there), which
+ * this process may therefore answer again without asking (see createFinalRefusals in issue.ts).
+ */
+export type Claim = { outcome: ClaimOutcome; gen: string; stale: boolean; final: boolean }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -163,7 +167,7 @@ export async function claimSlot(
   const keys = stateKeys(couponId)
   const deadline = Date.now() + REBUILD_WAIT_MS
   for (;;) {
-    const [outcome, gen, stale] = await deps.redis.couponClaim(
+    const [outcome, gen, flag] = await deps.redis.couponClaim(
       keys.state,
       keys.winners,
       keys.pending,
@@ -172,7 +176,7 @@ export async function claimSlot(
       now.getTime() - PENDING_STALE_MS,
     )
     if (outcome !== 'NOT_LOADED') {
-      return { outcome: outcome as ClaimOutcome, gen, stale: stale === 'stale' }
+      return { outcome: outcome as ClaimOutcome, gen, stale: flag === 'stale', final: flag === 'final' }
     }
     await ensureLoaded(deps, couponId, deadline)
   }

@@ -2,7 +2,8 @@ import { createCombiner } from '../combiner'
 import { poolOf } from '../db/client'
 import { AppError, isAppError } from '../errors'
 import { KeyTaken, noKey, type RecordEffect } from '../idempotency/idempotency'
-import { type CouponDeps, createCouponCatalog } from './coupons'
+import { type CouponDefinition, type CouponDeps, createCouponCatalog, DEFINITION_TTL_MS } from './coupons'
+import { createFinalRefusals, type FinalRefusal } from './final-refusals'
 import {
   type Claim,
   type ClaimOutcome,
@@ -47,7 +48,8 @@ export const BATCHES_IN_FLIGHT = 2
  * First come, first served issuing at Redis speed (see issue-state.ts for the Redis side).
  *
  * 1. The definition comes from Redis (an unknown id is cached too), then one script decides the claim.
- *    Refusals end here without touching MySQL.
+ *    Refusals end here without touching MySQL; the ones nothing can undo are remembered, and a user
+ *    asking again is answered from memory without asking Redis either (final-refusals.ts).
  * 2. A winner is persisted in MySQL, with the request's Idempotency-Key (`record`), together with the
  *    winners that arrived while the previous batch was being written (persist.ts: one transaction, one
  *    guarded UPDATE of the slots, one INSERT of every winner's row). The claim is made before, outside
@@ -71,6 +73,20 @@ export function createCouponIssuer(deps: CouponDeps) {
       concurrency: BATCHES_IN_FLIGHT,
     })
   })
+
+  const finalRefusals = deps.once('coupon-final-refusals', () => createFinalRefusals(DEFINITION_TTL_MS))
+
+  /** A remembered final refusal, as the claim script would answer it now (the window is checked first). */
+  const remembered = (coupon: CouponDefinition, userId: number, now: Date): AppError | undefined => {
+    const refusal = finalRefusals.get(coupon.id, userId, now.getTime())
+    if (refusal === undefined) return undefined
+    const closed = coupon.issueEndsAt !== null && now.getTime() >= Date.parse(coupon.issueEndsAt)
+    const outcome = refusal === 'SOLD_OUT' && closed ? 'NOT_ISSUABLE' : refusal
+    count(outcome.toLowerCase())
+    return REFUSALS[outcome](coupon.id)
+  }
+  const learn = (couponId: number, userId: number, refusal: FinalRefusal, now: Date) =>
+    finalRefusals.remember(couponId, userId, refusal, now.getTime())
 
   const claim = async (couponId: number, userId: number, now: Date): Promise<Claim> => {
     try {
@@ -106,8 +122,11 @@ export function createCouponIssuer(deps: CouponDeps) {
         count('not_found')
         throw new AppError('COUPON_NOT_FOUND', `Coupon ${couponId} does not exist`)
       }
+      const known = remembered(coupon, userId, now)
+      if (known) throw known
       const won = await claim(couponId, userId, now)
       if (won.outcome !== 'CLAIMED') {
+        if (won.final && won.outcome !== 'NOT_ISSUABLE') learn(couponId, userId, won.outcome, now)
         count(won.outcome.toLowerCase())
         throw REFUSALS[won.outcome](couponId)
       }
@@ -119,6 +138,7 @@ export function createCouponIssuer(deps: CouponDeps) {
         outcome = { error: error instanceof Error ? error : new Error(String(error)) }
       }
       if ('issued' in outcome) {
+        learn(couponId, userId, 'ALREADY_ISSUED', now)
         await settle('confirm', () => confirmClaim(deps, couponId, userId, won.gen))
         count('issued')
         return outcome.issued
@@ -126,11 +146,13 @@ export function createCouponIssuer(deps: CouponDeps) {
       const { error } = outcome
       if (error instanceof RefusedByMysql && error.code === 'COUPON_ALREADY_ISSUED') {
         // Redis had lost this holder (rebuilt while their issue was in flight): now it knows again.
+        learn(couponId, userId, 'ALREADY_ISSUED', now)
         await settle('confirm', () => confirmClaim(deps, couponId, userId, won.gen))
         count('mysql_already_issued')
         throw error
       }
       const soldOut = error instanceof RefusedByMysql && error.code === 'COUPON_SOLD_OUT'
+      if (soldOut) learn(couponId, userId, 'SOLD_OUT', now)
       await settle('release', () => releaseClaim(deps, couponId, userId, won.gen, { soldOut }))
       count(soldOut ? 'mysql_sold_out' : 'failed')
       // A concurrent request with the same Idempotency-Key committed first: the idempotency layer

@@ -35,7 +35,10 @@ const CONSTRAINT_FAILED = 4025
 /** The unique key behind "one per user" (shared/db/schema/user-coupons.ts). */
 const ONE_PER_USER_KEY = 'user_coupons_coupon_user'
 
-/** A guarded UPDATE matched fewer rows than the locked rows said it would: nothing is committed. */
+/**
+ * The slot UPDATE matched fewer rows than the locked rows said it would: nothing is committed. Alone, a
+ * winner meets it only when its coupon is full (issued_quantity + 1 > total_quantity).
+ */
 class GuardMismatch extends Error {
   override name = 'GuardMismatch'
 }
@@ -173,7 +176,7 @@ export async function persistBatch(
           if (d instanceof Error) continue
           const request = requests[d] as PersistRequest
           const id = ids.get(pair(request.coupon.id, request.userId))
-          if (id === undefined) throw new GuardMismatch('an inserted user coupon was not read back')
+          if (id === undefined) throw new Error('an inserted user coupon was not read back')
           const issued = issuedCoupon(request, id)
           const key = request.record.sql(issued)
           if (key !== '') keys.push(key)
