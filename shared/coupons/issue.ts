@@ -29,12 +29,16 @@ export type IssueRequest = {
   userId: number
 }
 
-const REFUSALS: Record<Exclude<ClaimOutcome, 'CLAIMED'>, (couponId: number) => AppError> = {
-  ALREADY_ISSUED: (id) => new AppError('COUPON_ALREADY_ISSUED', `You already hold coupon ${id}`),
-  SOLD_OUT: (id) => new AppError('COUPON_SOLD_OUT', `Coupon ${id} has no coupons left to issue`),
-  NOT_ISSUABLE: (id) =>
-    new AppError('COUPON_NOT_ISSUABLE', `Coupon ${id} is not being issued now (outside its issuance window)`),
-}
+type Refusal = Exclude<ClaimOutcome, 'CLAIMED'>
+
+const refusalsOf = (id: number): Record<Refusal, AppError> => ({
+  ALREADY_ISSUED: new AppError('COUPON_ALREADY_ISSUED', `You already hold coupon ${id}`),
+  SOLD_OUT: new AppError('COUPON_SOLD_OUT', `Coupon ${id} has no coupons left to issue`),
+  NOT_ISSUABLE: new AppError(
+    'COUPON_NOT_ISSUABLE',
+    `Coupon ${id} is not being issued now (outside its issuance window)`,
+  ),
+})
 
 /** Winners written together at most (docs/coupons.md, group commit). */
 export const MAX_BATCH = 100
@@ -63,7 +67,29 @@ export const BATCHES_IN_FLIGHT = 2
  */
 export function createCouponIssuer(deps: CouponDeps) {
   const catalog = createCouponCatalog(deps)
-  const count = (outcome: string) => deps.metrics.couponIssues.inc({ outcome })
+  // The counter's child per outcome (a bounded set), looked up in a map rather than hashed on every inc.
+  const counters = new Map<string, { inc(): void }>()
+  const count = (outcome: string) => {
+    let counter = counters.get(outcome)
+    if (!counter) {
+      counter = deps.metrics.couponIssues.labels({ outcome })
+      counters.set(outcome, counter)
+    }
+    counter.inc()
+  }
+  // A refusal is the same answer for every caller of a coupon, and the error is only read (code, detail)
+  // by the problem renderer: one instance per coupon and outcome is thrown again instead of building one
+  // per request, which a burst of refusals did ten thousand times. Bounded like the definitions' cache.
+  const refusalErrors = new Map<number, Record<Refusal, AppError>>()
+  const refusalError = (couponId: number, outcome: Refusal): AppError => {
+    let errors = refusalErrors.get(couponId)
+    if (!errors) {
+      if (refusalErrors.size >= 10_000) refusalErrors.clear()
+      errors = refusalsOf(couponId)
+      refusalErrors.set(couponId, errors)
+    }
+    return errors[outcome]
+  }
   // One per process, shared by every app that issues coupons in it, so that their winners batch together.
   const persist = deps.once('coupon-issue-combiner', () => {
     const pool = poolOf(deps.db)
@@ -83,7 +109,7 @@ export function createCouponIssuer(deps: CouponDeps) {
     const closed = coupon.issueEndsAt !== null && now.getTime() >= Date.parse(coupon.issueEndsAt)
     const outcome = refusal === 'SOLD_OUT' && closed ? 'NOT_ISSUABLE' : refusal
     count(outcome.toLowerCase())
-    return REFUSALS[outcome](coupon.id)
+    return refusalError(coupon.id, outcome)
   }
   const learn = (couponId: number, userId: number, refusal: FinalRefusal, now: Date) =>
     finalRefusals.remember(couponId, userId, refusal, now.getTime())
@@ -128,7 +154,7 @@ export function createCouponIssuer(deps: CouponDeps) {
       if (won.outcome !== 'CLAIMED') {
         if (won.final && won.outcome !== 'NOT_ISSUABLE') learn(couponId, userId, won.outcome, now)
         count(won.outcome.toLowerCase())
-        throw REFUSALS[won.outcome](couponId)
+        throw refusalError(couponId, won.outcome)
       }
 
       let outcome: PersistOutcome
