@@ -535,11 +535,12 @@ describe('with Redis flushed or down (on a redis-server of this test)', () => {
     })
   })
 
-  it('Redis down: refusals already settled for good are still answered 409; anyone else gets 503', async () => {
-    const couponId = await faultCoupon(2)
-    const [a, b, late] = [uniqueUserId(), uniqueUserId(), uniqueUserId()]
+  it('Redis down: refusals settled for good are still answered 409; the others get 503', async () => {
+    const couponId = await faultCoupon(3)
+    const [a, b, inFlight, late] = [uniqueUserId(), uniqueUserId(), uniqueUserId(), uniqueUserId()]
     for (const { res } of await wave(couponId, [a, b])) expect(res.status).toBe(201)
-    // Full with no claim pending: the sold-out is final, and so is a holder's duplicate.
+    // The last slot claimed by a request still in flight elsewhere: full, but not for good.
+    expect((await claimSlot(faultDeps, couponId, inFlight, new Date())).outcome).toBe('CLAIMED')
     for (const { res } of await wave(couponId, [late])) expectProblemShape(res, 409, 'COUPON_SOLD_OUT')
 
     await own.stop()
@@ -547,14 +548,51 @@ describe('with Redis flushed or down (on a redis-server of this test)', () => {
       const during = await wave(couponId, [a, late, uniqueUserId()])
       expect(during.map(({ res }) => codeOf(res))).toEqual([
         'COUPON_ALREADY_ISSUED',
-        'COUPON_SOLD_OUT',
+        'SERVICE_UNAVAILABLE',
         'SERVICE_UNAVAILABLE',
       ])
     } finally {
-      await own.start()
+      await own.start() // empty: the state is rebuilt from MySQL, without the claim in flight
       await waitForRedis(faultDeps.redis)
     }
     expect((await mysqlState(couponId)).issued).toBe(2)
+  })
+
+  it('a coupon full with nothing pending is answered from its holder list, even for users this process never saw', async () => {
+    // The winners are issued by another process (its own deps, so its own memory).
+    const other = await createTestDeps({ REDIS_URL: own.url })
+    try {
+      const otherApp = createTestApp(other, [createCouponIssueApp])
+      const couponId = await faultCoupon(3)
+      const winners = [uniqueUserId(), uniqueUserId(), uniqueUserId()]
+      for (const u of winners) {
+        const res = await call(otherApp, 'POST', `/v1/coupons/${couponId}/issue`, {
+          token: await tokenFor(other, u),
+        })
+        expect(res.status).toBe(201)
+      }
+      // This process learns the coupon is complete from one refusal, and fetches its holders.
+      for (const { res } of await wave(couponId, [uniqueUserId()])) {
+        expectProblemShape(res, 409, 'COUPON_SOLD_OUT')
+      }
+      await own.stop()
+      try {
+        const during = await wave(couponId, [...winners, uniqueUserId(), uniqueUserId()])
+        expect(during.map(({ res }) => codeOf(res))).toEqual([
+          'COUPON_ALREADY_ISSUED',
+          'COUPON_ALREADY_ISSUED',
+          'COUPON_ALREADY_ISSUED',
+          'COUPON_SOLD_OUT',
+          'COUPON_SOLD_OUT',
+        ])
+      } finally {
+        await own.start()
+        await waitForRedis(faultDeps.redis)
+      }
+      expect((await mysqlState(couponId)).issued).toBe(3)
+    } finally {
+      await other.close()
+    }
   })
 
   it('Redis down: 503 SERVICE_UNAVAILABLE with Retry-After and nothing issued; issuing resumes after', async () => {

@@ -3,11 +3,12 @@ import { poolOf } from '../db/client'
 import { AppError, isAppError } from '../errors'
 import { KeyTaken, noKey, type RecordEffect } from '../idempotency/idempotency'
 import { type CouponDefinition, type CouponDeps, createCouponCatalog, DEFINITION_TTL_MS } from './coupons'
-import { createFinalRefusals, type FinalRefusal } from './final-refusals'
+import { COMPLETE_MAX, createFinalRefusals, type FinalRefusal } from './final-refusals'
 import {
   type Claim,
   type ClaimOutcome,
   claimSlot,
+  completeHolders,
   confirmClaim,
   issuingUnavailable,
   reconcileStaleClaims,
@@ -113,6 +114,25 @@ export function createCouponIssuer(deps: CouponDeps) {
   }
   const learn = (couponId: number, userId: number, refusal: FinalRefusal, now: Date) =>
     finalRefusals.remember(couponId, userId, refusal, now.getTime())
+  // Holder lists being fetched, one fetch per coupon and process at a time; the request that learnt the
+  // coupon is complete waits for it (one SMEMBERS per coupon and process), the others meanwhile do not.
+  const fetching = new Set<number>()
+  const learnComplete = async (coupon: CouponDefinition, now: Date) => {
+    if (coupon.totalQuantity > COMPLETE_MAX || fetching.has(coupon.id)) return
+    if (finalRefusals.isComplete(coupon.id)) return
+    fetching.add(coupon.id)
+    try {
+      const holders = await completeHolders(deps, coupon.id, coupon.totalQuantity)
+      if (holders) finalRefusals.rememberComplete(coupon.id, holders, now.getTime())
+    } catch (error) {
+      deps.logger.warn('coupon holders not fetched; refusals keep asking Redis', {
+        couponId: coupon.id,
+        error,
+      })
+    } finally {
+      fetching.delete(coupon.id)
+    }
+  }
 
   const claim = async (couponId: number, userId: number, now: Date): Promise<Claim> => {
     try {
@@ -153,6 +173,7 @@ export function createCouponIssuer(deps: CouponDeps) {
       const won = await claim(couponId, userId, now)
       if (won.outcome !== 'CLAIMED') {
         if (won.final && won.outcome !== 'NOT_ISSUABLE') learn(couponId, userId, won.outcome, now)
+        if (won.complete) await learnComplete(coupon, now)
         count(won.outcome.toLowerCase())
         throw refusalError(couponId, won.outcome)
       }

@@ -33,7 +33,7 @@ export interface RedisScripts {
     userId: Arg,
     nowMs: Arg,
     staleBeforeMs: Arg,
-  ): Promise<[string, string, ('stale' | 'final')?]>
+  ): Promise<[string, string, ('stale' | 'final' | 'complete')?]>
   couponConfirm(state: Key, pending: Key, userId: Arg, gen: Arg): Promise<number>
   couponRelease(state: Key, winners: Key, pending: Key, userId: Arg, gen: Arg, soldOut: Arg): Promise<number>
   couponStage(rebuildLock: Key, staging: Key, token: Arg, ttlMs: Arg, ...userIds: Arg[]): Promise<number>
@@ -130,7 +130,7 @@ if state[4] ~= '' and now >= tonumber(state[4]) then return {'NOT_ISSUABLE', gen
 if state[5] == '1' then return {'SOLD_OUT', gen, 'final'} end
 if redis.call('SCARD', KEYS[2]) >= tonumber(state[2]) then
   local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  if not oldest[2] then return {'SOLD_OUT', gen, 'final'} end
+  if not oldest[2] then return {'SOLD_OUT', gen, 'complete'} end
   if tonumber(oldest[2]) < staleBefore then return {'SOLD_OUT', gen, 'stale'} end
   return {'SOLD_OUT', gen}
 end
