@@ -1,6 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { stateKeys } from '../../shared/coupons/issue-state'
+import { createCouponIssuer } from '../../shared/coupons/issue'
+import { claimSlot, releaseClaim, stateKeys } from '../../shared/coupons/issue-state'
 import { coupons, userCoupons } from '../../shared/db/schema'
 import type { RuntimeDeps } from '../../shared/runtime/deps'
 import { countMysqlUse, waitForRedis } from '../../shared/testing/connections'
@@ -235,6 +236,74 @@ describe('POST /v1/coupons/:couponId/issue', () => {
     expect(await mysqlState(couponId)).toEqual({ issued: 0, holders: [] })
   })
 
+  it('a burst of users asking over and over: exactly the total issued, one per user, every other answer a refusal', async () => {
+    const couponId = await createCoupon({ totalQuantity: 40 })
+    const users = Array.from({ length: 100 }, () => uniqueUserId())
+    const tokens = new Map(await Promise.all(users.map(async (u) => [u, await tokenFor(deps, u)] as const)))
+    // Every user 5 times, interleaved, all 500 at once: winners are written in batches meanwhile.
+    const asks = Array.from({ length: 5 }, (_, round) =>
+      round % 2 === 0 ? users : [...users].reverse(),
+    ).flat()
+    const responses = await Promise.all(
+      asks.map((u) => call(app, 'POST', `/v1/coupons/${couponId}/issue`, { token: tokens.get(u) })),
+    )
+    const counts = tally(responses)
+    expect(counts.ISSUED).toBe(40)
+    expect(Object.keys(counts).sort()).toEqual(['COUPON_ALREADY_ISSUED', 'COUPON_SOLD_OUT', 'ISSUED'])
+    const winners = asks.filter((_, i) => responses[i]?.status === 201)
+    expect(new Set(winners).size).toBe(40)
+    const state = await mysqlState(couponId)
+    expect(state.issued).toBe(40)
+    expect(state.holders.sort()).toEqual([...winners].sort())
+    // Every later answer agrees with MySQL: holders are told they hold it, the others that it is gone.
+    const again = await Promise.all(users.map((u) => issue(couponId, u)))
+    for (const [i, u] of users.entries()) {
+      expect(codeOf(again[i] as TestResponse)).toBe(
+        winners.includes(u) ? 'COUPON_ALREADY_ISSUED' : 'COUPON_SOLD_OUT',
+      )
+    }
+    expect(await remainingOf(couponId)).toBe(0)
+  })
+
+  it('never repeats a refusal that a given-back slot can undo: a user refused while a claim was pending is issued once it is released', async () => {
+    const couponId = await createCoupon({ totalQuantity: 1 })
+    const [pendingUser, waiting] = [uniqueUserId(), uniqueUserId()]
+    // A claim in flight in another process: Redis is full, but only until that persist fails.
+    const inFlight = await claimSlot(deps, couponId, pendingUser, new Date())
+    expect(inFlight.outcome).toBe('CLAIMED')
+    expectProblemShape(await issue(couponId, waiting), 409, 'COUPON_SOLD_OUT')
+    // The same user's own pending claim: ALREADY_ISSUED, but not for good either.
+    expectProblemShape(await issue(couponId, pendingUser), 409, 'COUPON_ALREADY_ISSUED')
+    expect(await releaseClaim(deps, couponId, pendingUser, inFlight.gen)).toBe(true)
+
+    expect((await issue(couponId, waiting)).status).toBe(201)
+    expectProblemShape(await issue(couponId, pendingUser), 409, 'COUPON_SOLD_OUT')
+    expect(await mysqlState(couponId)).toEqual({ issued: 1, holders: [waiting] })
+  })
+
+  it('answers a refusal remembered for good as the claim script would: NOT_ISSUABLE once the window has closed', async () => {
+    const now = Date.now()
+    const couponId = await createCoupon({
+      totalQuantity: 1,
+      issueStartsAt: new Date(now - DAY_MS).toISOString(),
+      issueEndsAt: new Date(now + DAY_MS).toISOString(),
+    })
+    const [holder, late] = [uniqueUserId(), uniqueUserId()]
+    expect((await issue(couponId, holder)).status).toBe(201)
+    expectProblemShape(await issue(couponId, late), 409, 'COUPON_SOLD_OUT')
+    expectProblemShape(await issue(couponId, late), 409, 'COUPON_SOLD_OUT')
+
+    const issuer = createCouponIssuer(deps)
+    const afterWindow = new Date(now + 2 * DAY_MS)
+    const codeAt = (userId: number, at: Date) =>
+      issuer.issue({ couponId, userId }, undefined, at).then(
+        () => 'ISSUED',
+        (error: { code?: string }) => error.code,
+      )
+    expect(await codeAt(late, afterWindow)).toBe('COUPON_NOT_ISSUABLE')
+    expect(await codeAt(holder, afterWindow)).toBe('COUPON_ALREADY_ISSUED')
+  })
+
   it('lists the issued coupon among the user coupons', async () => {
     const couponId = await createCoupon({ name: 'listed' })
     const userId = uniqueUserId()
@@ -464,6 +533,66 @@ describe('with Redis flushed or down (on a redis-server of this test)', () => {
     expect((await call(faultApp, 'GET', `/v1/coupons/${couponId}`)).body).toMatchObject({
       remainingQuantity: 0,
     })
+  })
+
+  it('Redis down: refusals settled for good are still answered 409; the others get 503', async () => {
+    const couponId = await faultCoupon(3)
+    const [a, b, inFlight, late] = [uniqueUserId(), uniqueUserId(), uniqueUserId(), uniqueUserId()]
+    for (const { res } of await wave(couponId, [a, b])) expect(res.status).toBe(201)
+    // The last slot claimed by a request still in flight elsewhere: full, but not for good.
+    expect((await claimSlot(faultDeps, couponId, inFlight, new Date())).outcome).toBe('CLAIMED')
+    for (const { res } of await wave(couponId, [late])) expectProblemShape(res, 409, 'COUPON_SOLD_OUT')
+
+    await own.stop()
+    try {
+      const during = await wave(couponId, [a, late, uniqueUserId()])
+      expect(during.map(({ res }) => codeOf(res))).toEqual([
+        'COUPON_ALREADY_ISSUED',
+        'SERVICE_UNAVAILABLE',
+        'SERVICE_UNAVAILABLE',
+      ])
+    } finally {
+      await own.start() // empty: the state is rebuilt from MySQL, without the claim in flight
+      await waitForRedis(faultDeps.redis)
+    }
+    expect((await mysqlState(couponId)).issued).toBe(2)
+  })
+
+  it('a coupon full with nothing pending is answered from its holder list, even for users this process never saw', async () => {
+    // The winners are issued by another process (its own deps, so its own memory).
+    const other = await createTestDeps({ REDIS_URL: own.url })
+    try {
+      const otherApp = createTestApp(other, [createCouponIssueApp])
+      const couponId = await faultCoupon(3)
+      const winners = [uniqueUserId(), uniqueUserId(), uniqueUserId()]
+      for (const u of winners) {
+        const res = await call(otherApp, 'POST', `/v1/coupons/${couponId}/issue`, {
+          token: await tokenFor(other, u),
+        })
+        expect(res.status).toBe(201)
+      }
+      // This process learns the coupon is complete from one refusal, and fetches its holders.
+      for (const { res } of await wave(couponId, [uniqueUserId()])) {
+        expectProblemShape(res, 409, 'COUPON_SOLD_OUT')
+      }
+      await own.stop()
+      try {
+        const during = await wave(couponId, [...winners, uniqueUserId(), uniqueUserId()])
+        expect(during.map(({ res }) => codeOf(res))).toEqual([
+          'COUPON_ALREADY_ISSUED',
+          'COUPON_ALREADY_ISSUED',
+          'COUPON_ALREADY_ISSUED',
+          'COUPON_SOLD_OUT',
+          'COUPON_SOLD_OUT',
+        ])
+      } finally {
+        await own.start()
+        await waitForRedis(faultDeps.redis)
+      }
+      expect((await mysqlState(couponId)).issued).toBe(3)
+    } finally {
+      await other.close()
+    }
   })
 
   it('Redis down: 503 SERVICE_UNAVAILABLE with Retry-After and nothing issued; issuing resumes after', async () => {

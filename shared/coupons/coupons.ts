@@ -42,7 +42,7 @@ export type UserCoupon = {
 
 export const DAY_MS = 24 * 3600 * 1000
 /** Definitions are immutable, so a long life is safe; creating a coupon invalidates its id anyway. */
-const DEFINITION_TTL_MS = 10 * 60 * 1000
+export const DEFINITION_TTL_MS = 10 * 60 * 1000
 /**
  * "No such coupon" is remembered briefly: long enough that hammering an unknown id costs MySQL one read per
  * interval, short enough that a coupon written to MySQL by other means (the seed script) shows up quickly.

@@ -6,6 +6,7 @@ import { createTestDeps, uniqueUserId } from '../testing/harness'
 import { createCouponIssuer } from './issue'
 import {
   claimSlot,
+  confirmClaim,
   PENDING_STALE_MS,
   rebuildState,
   releaseClaim,
@@ -154,6 +155,21 @@ describe('the Redis issuing state', () => {
     expect(await releaseClaim(deps, couponId, x, again.gen)).toBe(true)
     expect(await deps.redis.sismember(keys.winners, String(x))).toBe(0)
     expect(await remainingInRedis(deps, couponId)).toBe(5)
+  })
+
+  it('flags a refusal final only once no pending claim can give its slot back', async () => {
+    const couponId = await insertCoupon(1)
+    const [a, b] = [uniqueUserId(), uniqueUserId()]
+    const claim = (userId: number) =>
+      claimSlot(deps, couponId, userId, new Date()).then(({ outcome, final }) => ({ outcome, final }))
+    const won = await claimSlot(deps, couponId, a, new Date())
+    expect(won.outcome).toBe('CLAIMED')
+    expect(await claim(b)).toEqual({ outcome: 'SOLD_OUT', final: false })
+    expect(await claim(a)).toEqual({ outcome: 'ALREADY_ISSUED', final: false })
+    await holderInMysql(couponId, a)
+    await confirmClaim(deps, couponId, a, won.gen)
+    expect(await claim(b)).toEqual({ outcome: 'SOLD_OUT', final: true })
+    expect(await claim(a)).toEqual({ outcome: 'ALREADY_ISSUED', final: true })
   })
 
   it('refuses claims until a window opens and after it closes', async () => {

@@ -44,7 +44,12 @@ export function stateKeys(couponId: number) {
 }
 
 export type ClaimOutcome = 'CLAIMED' | 'ALREADY_ISSUED' | 'SOLD_OUT' | 'NOT_ISSUABLE'
-export type Claim = { outcome: ClaimOutcome; gen: string; stale: boolean }
+/**
+ * `final`: a refusal nothing can undo (the user holds the coupon in MySQL, or it is full there), which
+ * this process may therefore answer again without asking (final-refusals.ts). `complete`: a final
+ * SOLD_OUT with no claim pending, so the winners set is exactly the holders in MySQL, for good.
+ */
+export type Claim = { outcome: ClaimOutcome; gen: string; stale: boolean; final: boolean; complete: boolean }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -163,7 +168,7 @@ export async function claimSlot(
   const keys = stateKeys(couponId)
   const deadline = Date.now() + REBUILD_WAIT_MS
   for (;;) {
-    const [outcome, gen, stale] = await deps.redis.couponClaim(
+    const [outcome, gen, flag] = await deps.redis.couponClaim(
       keys.state,
       keys.winners,
       keys.pending,
@@ -172,7 +177,13 @@ export async function claimSlot(
       now.getTime() - PENDING_STALE_MS,
     )
     if (outcome !== 'NOT_LOADED') {
-      return { outcome: outcome as ClaimOutcome, gen, stale: stale === 'stale' }
+      return {
+        outcome: outcome as ClaimOutcome,
+        gen,
+        stale: flag === 'stale',
+        final: flag === 'final' || flag === 'complete',
+        complete: flag === 'complete',
+      }
     }
     await ensureLoaded(deps, couponId, deadline)
   }
@@ -269,6 +280,20 @@ export async function reconcileStaleClaims(
   } finally {
     await redis.deleteIfEquals(keys.reconcileLock, token).catch(() => undefined)
   }
+}
+
+/**
+ * The holders of a coupon whose claim reported it `complete` (full, nothing pending): the winners set,
+ * which is then exactly its holders in MySQL. Null when the set is not all there (flushed and not rebuilt
+ * yet: fewer members than the total).
+ */
+export async function completeHolders(
+  deps: IssueStateDeps,
+  couponId: number,
+  totalQuantity: number,
+): Promise<number[] | null> {
+  const members = await deps.redis.smembers(stateKeys(couponId).winners)
+  return members.length >= totalQuantity ? members.map(Number) : null
 }
 
 /** What Redis would still admit, loading the state when it is missing; null if it cannot tell. */

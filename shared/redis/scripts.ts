@@ -33,7 +33,7 @@ export interface RedisScripts {
     userId: Arg,
     nowMs: Arg,
     staleBeforeMs: Arg,
-  ): Promise<[string, string, string?]>
+  ): Promise<[string, string, ('stale' | 'final' | 'complete')?]>
   couponConfirm(state: Key, pending: Key, userId: Arg, gen: Arg): Promise<number>
   couponRelease(state: Key, winners: Key, pending: Key, userId: Arg, gen: Arg, soldOut: Arg): Promise<number>
   couponStage(rebuildLock: Key, staging: Key, token: Arg, ttlMs: Arg, ...userIds: Arg[]): Promise<number>
@@ -107,7 +107,9 @@ return 0`,
 
   // A holder is told so first (even after the window closed), so that a client retrying a successful issue
   // with its Idempotency-Key is routed to the replay. `stale` flags an orphaned claim that reconciliation
-  // could free (a process died between its claim and its commit).
+  // could free (a process died between its claim and its commit). `final` flags a refusal no give-back
+  // can undo: a holder whose claim is not pending holds the coupon in MySQL, and a coupon full with no
+  // claim pending (or that MySQL said is full) is full in MySQL, where issued_quantity never goes down.
   couponClaim: {
     numberOfKeys: 3,
     lua: `
@@ -119,16 +121,17 @@ local now = tonumber(ARGV[2])
 local staleBefore = tonumber(ARGV[3])
 if redis.call('SISMEMBER', KEYS[2], user) == 1 then
   local since = redis.call('ZSCORE', KEYS[3], user)
-  if since and tonumber(since) < staleBefore then return {'ALREADY_ISSUED', gen, 'stale'} end
+  if not since then return {'ALREADY_ISSUED', gen, 'final'} end
+  if tonumber(since) < staleBefore then return {'ALREADY_ISSUED', gen, 'stale'} end
   return {'ALREADY_ISSUED', gen}
 end
 if state[3] ~= '' and now < tonumber(state[3]) then return {'NOT_ISSUABLE', gen} end
 if state[4] ~= '' and now >= tonumber(state[4]) then return {'NOT_ISSUABLE', gen} end
-if state[5] == '1' or redis.call('SCARD', KEYS[2]) >= tonumber(state[2]) then
+if state[5] == '1' then return {'SOLD_OUT', gen, 'final'} end
+if redis.call('SCARD', KEYS[2]) >= tonumber(state[2]) then
   local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  if state[5] ~= '1' and oldest[2] and tonumber(oldest[2]) < staleBefore then
-    return {'SOLD_OUT', gen, 'stale'}
-  end
+  if not oldest[2] then return {'SOLD_OUT', gen, 'complete'} end
+  if tonumber(oldest[2]) < staleBefore then return {'SOLD_OUT', gen, 'stale'} end
   return {'SOLD_OUT', gen}
 end
 redis.call('SADD', KEYS[2], user)
