@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import { eq } from 'drizzle-orm'
 import type { Hono } from 'hono'
 import { verify } from 'hono/jwt'
@@ -157,5 +157,74 @@ describe('self-or-admin, enforced by the route layer from the declaration', () =
       errors: [],
     })
     expect(() => routeApp(route, { config: testConfig() }, async () => ({}))).toThrow(/:userId/)
+  })
+})
+
+/** A token made by hand: any header and claims, signed with HS256 under `key` (or given a signature). */
+function handMade(header: object, claims: object, key: string, signature?: string) {
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url')
+  const unsigned = `${part(header)}.${part(claims)}`
+  return `${unsigned}.${signature ?? createHmac('sha256', key).update(unsigned).digest('base64url')}`
+}
+
+describe('what a token must be', () => {
+  const now = () => Math.floor(Date.now() / 1000)
+  const HS256 = { alg: 'HS256', typ: 'JWT' }
+
+  it('takes an HS256 token signed with the secret, and refuses it altered in any part', async () => {
+    const userId = uniqueUserId()
+    const claims = { sub: String(userId), role: 'user', exp: now() + 600 }
+    const good = handMade(HS256, claims, NEW)
+    expect((await balanceOf(rotatedApp, userId, good)).status).toBe(200)
+    const [header, body, signature] = good.split('.')
+    const altered = [
+      handMade(HS256, { ...claims, role: 'admin' }, NEW, signature),
+      `${header}.${body}.${signature?.slice(0, -2)}`,
+      handMade(HS256, claims, `${NEW}x`),
+    ]
+    for (const token of altered)
+      expectProblemShape(await balanceOf(rotatedApp, userId, token), 401, 'UNAUTHENTICATED')
+  })
+
+  it('refuses another algorithm named in the header, even over a valid HMAC', async () => {
+    const userId = uniqueUserId()
+    const claims = { sub: String(userId), role: 'user', exp: now() + 600 }
+    for (const alg of ['none', 'HS512', 'RS256'])
+      expectProblemShape(
+        await balanceOf(rotatedApp, userId, handMade({ alg, typ: 'JWT' }, claims, NEW)),
+        401,
+        'UNAUTHENTICATED',
+      )
+  })
+
+  it('refuses a token not valid yet (nbf, iat ahead), expired, or without exp', async () => {
+    const userId = uniqueUserId()
+    const base = { sub: String(userId), role: 'user' }
+    for (const claims of [
+      { ...base, exp: now() + 600, nbf: now() + 300 },
+      { ...base, exp: now() + 600, iat: now() + 300 },
+      { ...base, exp: now() - 1 },
+      base,
+    ])
+      expectProblemShape(
+        await balanceOf(rotatedApp, userId, handMade(HS256, claims, NEW)),
+        401,
+        'UNAUTHENTICATED',
+      )
+  })
+
+  it('refuses parts that are not JSON objects', async () => {
+    const userId = uniqueUserId()
+    const sign = (header: string, body: string) => {
+      const unsigned = `${Buffer.from(header).toString('base64url')}.${Buffer.from(body).toString('base64url')}`
+      return `${unsigned}.${createHmac('sha256', NEW).update(unsigned).digest('base64url')}`
+    }
+    const claims = JSON.stringify({ sub: String(userId), role: 'user', exp: now() + 600 })
+    for (const token of [
+      sign('not json', claims),
+      sign(JSON.stringify(HS256), '[1,2]'),
+      sign('"HS256"', claims),
+    ])
+      expectProblemShape(await balanceOf(rotatedApp, userId, token), 401, 'UNAUTHENTICATED')
   })
 })
