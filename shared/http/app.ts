@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { type Context, Hono } from 'hono'
 import { matchedRoutes } from 'hono/route'
@@ -90,7 +91,7 @@ export function createServiceApp(
   app.use('*', async (c, next) => {
     const started = performance.now()
     const incoming = c.req.header('X-Request-Id')
-    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID()
+    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID()
     c.set('requestId', requestId)
     // On Node's response itself where there is one: a header set through Hono makes it build a web
     // Headers object for every response, which the Node adapter otherwise skips.
