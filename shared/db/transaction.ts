@@ -135,7 +135,9 @@ export function inSqlTransaction<T>(
     const run = async (sql: string) => {
       const timer = setTimeout(() => connection.connection.destroy(), STATEMENT_DEADLINE_MS)
       try {
-        const [results] = await connection.query(sql)
+        // `values: null` tells mysql2 the text is final: without it, it scans the whole text for `?`
+        // placeholders again (its format), a long walk over a batch's escaped JSON and names.
+        const [results] = await connection.query({ sql, values: null })
         return results
       } finally {
         clearTimeout(timer)
