@@ -8,12 +8,30 @@
  */
 export function createCombiner<Request, Outcome>(
   run: (batch: Request[]) => Promise<Outcome[]>,
-  options: { maxBatch: number; concurrency: number; onBatch?: (size: number) => void },
+  options: {
+    maxBatch: number
+    concurrency: number
+    /**
+     * A batch that finds a free slot waits this long for more requests (or until `maxBatch` wait), for
+     * work whose result nobody waits on closely (the statistics); 0: to the end of the turn only.
+     */
+    lingerMs?: number
+    onBatch?: (size: number) => void
+  },
 ) {
   type Waiting = { request: Request; resolve(outcome: Outcome): void; reject(error: unknown): void }
   const queue: Waiting[] = []
   let running = 0
   let gathering = false
+  let lingering: NodeJS.Timeout | undefined
+  const lingerMs = options.lingerMs ?? 0
+
+  const start = () => {
+    gathering = false
+    clearTimeout(lingering)
+    lingering = undefined
+    next()
+  }
 
   const next = () => {
     while (running < options.concurrency && queue.length > 0) {
@@ -40,12 +58,14 @@ export function createCombiner<Request, Outcome>(
     submit(request: Request): Promise<Outcome> {
       return new Promise((resolve, reject) => {
         queue.push({ request, resolve, reject })
-        if (gathering || running >= options.concurrency) return
+        if (running >= options.concurrency) return
+        if (gathering) {
+          if (lingering !== undefined && queue.length >= options.maxBatch) start()
+          return
+        }
         gathering = true
-        setImmediate(() => {
-          gathering = false
-          next()
-        })
+        if (lingerMs > 0) lingering = setTimeout(start, lingerMs)
+        else setImmediate(start)
       })
     },
   }
