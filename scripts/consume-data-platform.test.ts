@@ -103,7 +103,7 @@ async function publish(publisher: EventPublisher, events: EventEnvelope[]) {
       publisher.publish({
         eventId: event.eventId,
         type: event.type,
-        payload: event,
+        body: JSON.stringify(event),
         occurredAt: new Date(event.occurredAt),
       }),
     ),

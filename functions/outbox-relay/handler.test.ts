@@ -110,6 +110,8 @@ describe('outbox relay', () => {
         timestamp: Math.floor(Date.parse(envelope.occurredAt) / 1000),
       })
       expect(message?.body).toEqual(envelope)
+      // The stored text itself, byte for byte: the relay publishes it without parsing it again.
+      expect(message?.raw).toBe(JSON.stringify(envelope))
     }
 
     const latencies = written.map(

@@ -3,7 +3,7 @@ import type { Channel, ChannelModel } from 'amqplib'
 import { and, between, eq, inArray } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { dailyProductSales, processedEvents } from '../../shared/db/schema'
-import { RETRY_COUNT_HEADER } from '../../shared/events/consumer'
+import { parseEvent, RETRY_COUNT_HEADER } from '../../shared/events/consumer'
 import type { EventEnvelope } from '../../shared/events/outbox'
 import { createEventPublisher, type EventPublisher } from '../../shared/events/publisher'
 import {
@@ -15,7 +15,7 @@ import {
 import type { RuntimeDeps } from '../../shared/runtime/deps'
 import type { RunningWorker } from '../../shared/runtime/discover'
 import { addDays, businessDay } from '../../shared/stats/business-day'
-import { STATISTICS_CONSUMER } from '../../shared/stats/sales'
+import { applyOrderEvents, STATISTICS_CONSUMER } from '../../shared/stats/sales'
 import {
   connectForTest,
   orderEnvelope,
@@ -51,7 +51,7 @@ const publish = (envelope: EventEnvelope) =>
   publisher.publish({
     eventId: envelope.eventId,
     type: envelope.type,
-    payload: envelope,
+    body: JSON.stringify(envelope),
     occurredAt: new Date(envelope.occurredAt),
   })
 
@@ -160,6 +160,34 @@ describe('statistics consumer', () => {
           outcome: 'duplicate',
         })) >= 2,
     )
+  })
+
+  it('applies a batch that mixes new events with ones seen before, each exactly once', async () => {
+    const day = ownDay()
+    const product = await insertProduct(deps)
+    const completed = async (quantity: number) => {
+      const envelope = await envelopeOf(
+        'order.completed',
+        orderEventData({
+          type: 'order.completed',
+          items: [{ productId: product, quantity, unitPrice: 1_000 }],
+          paidAt: noonOn(day),
+        }),
+      )
+      return parseEvent(Buffer.from(JSON.stringify(envelope)))
+    }
+    const [seen, fresh, other] = [await completed(1), await completed(2), await completed(4)]
+    const zone = deps.config.businessTimeZone
+    expect(await applyOrderEvents(deps.db, zone, [seen])).toEqual(['applied'])
+    // A redelivery beside new events, and one event twice in the same batch.
+    expect(await applyOrderEvents(deps.db, zone, [seen, fresh, other, fresh])).toEqual([
+      'duplicate',
+      'applied',
+      'applied',
+      'duplicate',
+    ])
+    expect(await applyOrderEvents(deps.db, zone, [fresh, other])).toEqual(['duplicate', 'duplicate'])
+    expect(await salesOf(day, [product])).toEqual({ [product]: { soldQuantity: 7, revenue: 7_000 } })
   })
 
   it('books an order on its business day in BUSINESS_TIMEZONE, not its UTC day', async () => {

@@ -4,6 +4,8 @@ import { type EventTopology, eventTopology } from '../../shared/events/topology'
 import type { RunningWorker } from '../../shared/runtime/discover'
 import { applyOrderEvents, STATISTICS_CONSUMER } from '../../shared/stats/sales'
 
+export const STATISTICS_BATCH_LINGER_MS = 50
+
 export type StatsConsumerOptions = { topology?: EventTopology; maxRetries?: number; retryDelayMs?: number }
 
 /**
@@ -21,6 +23,9 @@ export default function createStatsConsumerWorker(
     url: deps.config.rabbitmqUrl,
     topology,
     queues: [topology.queues.orderCompleted, topology.queues.orderCancelled],
+    // The popular list is cached for minutes: waiting 50 ms to apply up to 32 events in one transaction
+    // costs it nothing, and saves most of the consumer's and MySQL's work per event under load.
+    batchLingerMs: STATISTICS_BATCH_LINGER_MS,
     handle: (events) => applyOrderEvents(deps.db, deps.config.businessTimeZone, events),
   })
 }

@@ -1,11 +1,26 @@
-import { and, asc, count, eq, gt, inArray, isNotNull, isNull, lt, sql } from 'drizzle-orm'
-import type { Db } from '../db/client'
+import { and, asc, count, eq, gt, isNotNull, isNull, lt, sql } from 'drizzle-orm'
+import { type Db, poolOf } from '../db/client'
 import { outbox } from '../db/schema'
+import { sqlText } from '../db/sql-text'
+import { inSqlTransaction } from '../db/transaction'
 
 export type OutboxRow = typeof outbox.$inferSelect
 
-export async function findOutboxEvent(db: Db, eventId: string): Promise<OutboxRow | undefined> {
-  const [row] = await db.select().from(outbox).where(eq(outbox.eventId, eventId)).limit(1)
+/** One row for a retry job, with its payload's text as stored (see DrainedRow). */
+export async function findOutboxEvent(
+  db: Db,
+  eventId: string,
+): Promise<(Pick<OutboxRow, 'type' | 'createdAt' | 'publishedAt'> & { body: string }) | undefined> {
+  const [row] = await db
+    .select({
+      type: outbox.type,
+      body: sql<string>`CAST(${outbox.payload} AS CHAR)`,
+      createdAt: outbox.createdAt,
+      publishedAt: outbox.publishedAt,
+    })
+    .from(outbox)
+    .where(eq(outbox.eventId, eventId))
+    .limit(1)
   return row
 }
 
@@ -49,61 +64,56 @@ export async function findRetriedOutboxEvents(
     .limit(options.limit)
 }
 
-export type DrainedRow = Pick<OutboxRow, 'id' | 'eventId' | 'type' | 'payload' | 'createdAt'>
+/**
+ * A row taken by the drain. `body` is the payload column's text exactly as the order's transaction
+ * wrote it (JSON.stringify of the envelope): it is published as it is, without being parsed and
+ * serialised again. MariaDB keeps a JSON column's text verbatim (JSON is LONGTEXT there), so these are
+ * the bytes of the contract's body; `CAST(… AS CHAR)` keeps mysql2 from parsing it on the way.
+ */
+export type DrainedRow = { id: number; eventId: string; type: string; body: string; createdAt: Date }
+
+const DRAIN_SELECT =
+  'SELECT id, event_id AS eventId, type, CAST(payload AS CHAR) AS body, created_at AS createdAt FROM outbox ' +
+  'WHERE published_at IS NULL AND attempts = 0 ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED'
 
 /**
  * Takes up to `limit` rows never tried yet, oldest first, locked for this transaction; rows another relay
  * holds are skipped (SKIP LOCKED), so relays scaled out share the work instead of doubling it. `publish`
  * gets them and says which went out and which failed; both are recorded before the locks go. READ
  * COMMITTED: a locking read takes no gap locks there, so orders inserting new rows never wait for a relay.
+ * Two round trips: the locking read (with START TRANSACTION), then one UPDATE per outcome and COMMIT.
  */
 export async function drainOutbox(
   db: Db,
   limit: number,
   publish: (rows: DrainedRow[]) => Promise<{ published: DrainedRow[]; failed: DrainedRow[] }>,
 ): Promise<{ taken: number; published: DrainedRow[]; failed: DrainedRow[] }> {
-  return db.transaction(
-    async (tx) => {
-      const rows = await tx
-        .select({
-          id: outbox.id,
-          eventId: outbox.eventId,
-          type: outbox.type,
-          payload: outbox.payload,
-          createdAt: outbox.createdAt,
-        })
-        .from(outbox)
-        .where(and(isNull(outbox.publishedAt), eq(outbox.attempts, 0)))
-        .orderBy(asc(outbox.id))
-        .limit(limit)
-        .for('update', { skipLocked: true })
+  return inSqlTransaction(
+    poolOf(db),
+    async (session) => {
+      const rows = (await session.query(sqlText(DRAIN_SELECT, [limit]))) as DrainedRow[]
       if (rows.length === 0) return { taken: 0, published: [], failed: [] }
       const { published, failed } = await publish(rows)
-      if (published.length > 0) {
-        await tx
-          .update(outbox)
-          .set({ publishedAt: new Date(), attempts: sql`${outbox.attempts} + 1` })
-          .where(
-            inArray(
-              outbox.id,
-              published.map((row) => row.id),
-            ),
-          )
-      }
-      if (failed.length > 0) {
-        await tx
-          .update(outbox)
-          .set({ attempts: sql`${outbox.attempts} + 1` })
-          .where(
-            inArray(
-              outbox.id,
-              failed.map((row) => row.id),
-            ),
-          )
-      }
+      const ids = (list: DrainedRow[]) => list.map((row) => row.id)
+      await session.commit(
+        [
+          published.length === 0
+            ? ''
+            : sqlText(
+                'UPDATE outbox SET published_at = ?, attempts = attempts + 1 WHERE id IN (?) AND published_at IS NULL',
+                [new Date(), ids(published)],
+              ),
+          failed.length === 0
+            ? ''
+            : sqlText('UPDATE outbox SET attempts = attempts + 1 WHERE id IN (?)', [ids(failed)]),
+        ]
+          .filter((statement) => statement !== '')
+          .join(';'),
+      )
       return { taken: rows.length, published, failed }
     },
-    { isolationLevel: 'read committed' },
+    // A deadlock retried here would publish the batch again: the rows are locked, so none is expected.
+    { readCommitted: true, attempts: 1 },
   )
 }
 

@@ -20,8 +20,8 @@ export type OutgoingEvent = {
   eventId: string
   /** The routing key, e.g. order.completed. */
   type: string
-  /** The message body exactly as stored in the outbox. */
-  payload: unknown
+  /** The message body: the outbox row's JSON text, byte for byte. */
+  body: string
   occurredAt: Date
 }
 
@@ -87,11 +87,10 @@ export async function createEventPublisher(options: {
       const timer = setTimeout(() => {
         reject(new Error(`no publisher confirm within ${CONFIRM_TIMEOUT_MS} ms`))
       }, CONFIRM_TIMEOUT_MS)
-      const body = Buffer.from(JSON.stringify(event.payload))
       ch.publish(
         topology.exchange,
         event.type,
-        body,
+        Buffer.from(event.body),
         {
           persistent: true,
           mandatory: true,

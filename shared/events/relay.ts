@@ -157,7 +157,7 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
         sent.publish({
           eventId: row.eventId,
           type: row.type,
-          payload: row.payload,
+          body: row.body,
           occurredAt: row.createdAt,
         }),
       ),
@@ -235,7 +235,7 @@ export function createOutboxRelay(deps: RelayDeps, options: RelayOptions = {}) {
       await publisher.publish({
         eventId,
         type: row.type,
-        payload: row.payload,
+        body: row.body,
         occurredAt: row.createdAt,
       })
     } catch (error) {

@@ -71,23 +71,32 @@ function lockingReads(requests: PlacementRequest[]) {
   )
   const userIds = unique(requests.map((r) => r.userId))
   const productIds = unique(requests.flatMap((r) => r.input.items.map((item) => item.productId)))
-  const statements = [
-    sqlText(
-      'SELECT id, user_id, status, expires_at, coupon_id FROM user_coupons WHERE id IN (?) ORDER BY id FOR UPDATE',
-      [couponIds.length > 0 ? couponIds : [0]],
-    ),
-    sqlText(
-      'SELECT c.id, c.type, c.value, c.min_order_amount FROM coupons c JOIN user_coupons uc ON uc.coupon_id = c.id WHERE uc.id IN (?)',
-      [couponIds.length > 0 ? couponIds : [0]],
-    ),
-    sqlText('SELECT user_id, balance FROM balances WHERE user_id IN (?) ORDER BY user_id FOR UPDATE', [
-      userIds,
-    ]),
-    sqlText('SELECT id, name, price, stock FROM products WHERE id IN (?) ORDER BY id FOR UPDATE', [
-      productIds,
-    ]),
-  ]
-  return statements.join(';')
+  // A batch without coupons (most) reads no coupon rows: two statements fewer for MySQL to run.
+  const coupons =
+    couponIds.length === 0
+      ? []
+      : [
+          sqlText(
+            'SELECT id, user_id, status, expires_at, coupon_id FROM user_coupons WHERE id IN (?) ORDER BY id FOR UPDATE',
+            [couponIds],
+          ),
+          sqlText(
+            'SELECT c.id, c.type, c.value, c.min_order_amount FROM coupons c JOIN user_coupons uc ON uc.coupon_id = c.id WHERE uc.id IN (?)',
+            [couponIds],
+          ),
+        ]
+  return {
+    withCoupons: coupons.length > 0,
+    sql: [
+      ...coupons,
+      sqlText('SELECT user_id, balance FROM balances WHERE user_id IN (?) ORDER BY user_id FOR UPDATE', [
+        userIds,
+      ]),
+      sqlText('SELECT id, name, price, stock FROM products WHERE id IN (?) ORDER BY id FOR UPDATE', [
+        productIds,
+      ]),
+    ].join(';'),
+  }
 }
 
 /**
@@ -274,12 +283,11 @@ export async function placeBatch(
       pool,
       async (session) => {
         const now = new Date()
-        const [userCoupons, coupons, balances, products] = (await session.query(lockingReads(requests))) as [
-          UserCouponRow[],
-          CouponRow[],
-          BalanceRow[],
-          ProductRow[],
-        ]
+        const reads = lockingReads(requests)
+        const locked = (await session.query(reads.sql)) as unknown[]
+        const [userCoupons, coupons, balances, products] = (
+          reads.withCoupons ? locked : [[], [], ...locked]
+        ) as [UserCouponRow[], CouponRow[], BalanceRow[], ProductRow[]]
         await options.onLocked?.()
         const decided = decide(requests, { userCoupons, coupons, balances, products }, now)
         const winners = decided.filter((d): d is Winner => !(d instanceof Error))

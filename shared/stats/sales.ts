@@ -9,13 +9,20 @@ import { businessDay } from './business-day'
 /** The statistics consumer's name in processed_events. */
 export const STATISTICS_CONSUMER = 'statistics'
 
+/** Some event of the batch was recorded before (or twice in it): the batch is applied event by event. */
+class SeenBefore extends Error {
+  override name = 'SeenBefore'
+}
+
 /**
  * Applies order events to the per-day, per-product sales aggregates, each exactly once: an event's id
  * goes into processed_events in the same transaction as the aggregate update, so a redelivery finds it
- * and changes nothing. A batch (the events delivered together) is one transaction of two round trips: the
- * ids (each its own INSERT IGNORE, so each event learns whether it is new), then one upsert of the new
- * events' sums per day and product, in (day, product id) order, so that concurrent consumers lock the
- * aggregate rows in the same order.
+ * and changes nothing. A batch (the events delivered together) is one transaction of two round trips:
+ * one multi-row INSERT IGNORE of the ids, then one upsert of the new events' sums per day and product,
+ * in (day, product id) order, so that concurrent consumers lock the aggregate rows in the same order,
+ * with COMMIT. When the INSERT took fewer rows than the batch has events (a redelivery: rare), it does
+ * not say which were new, so that transaction is rolled back and the batch runs again with one
+ * INSERT IGNORE per id, each of which says whether its event is new.
  *
  * Both events count on the business day the order was paid: a cancellation takes back what its
  * completion added to that same day, so the 3-day popular window never holds a sale whose cancellation
@@ -28,20 +35,38 @@ export async function applyOrderEvents(
   timeZone: string,
   events: ValidEventEnvelope[],
 ): Promise<Array<'applied' | 'duplicate'>> {
+  try {
+    return await applyBatch(db, timeZone, events, true)
+  } catch (error) {
+    if (!(error instanceof SeenBefore)) throw error
+    return applyBatch(db, timeZone, events, false)
+  }
+}
+
+function applyBatch(
+  db: Db,
+  timeZone: string,
+  events: ValidEventEnvelope[],
+  together: boolean,
+): Promise<Array<'applied' | 'duplicate'>> {
   return inSqlTransaction(poolOf(db), async (session) => {
-    const now = new Date()
-    const recorded = (await session.query(
-      events
-        .map((event) =>
-          sqlText('INSERT IGNORE INTO processed_events (consumer, event_id, processed_at) VALUES (?, ?, ?)', [
-            STATISTICS_CONSUMER,
-            event.eventId,
-            now,
-          ]),
-        )
-        .join(';'),
-    )) as { affectedRows: number } | Array<{ affectedRows: number }>
-    const applied = (Array.isArray(recorded) ? recorded : [recorded]).map((r) => r.affectedRows === 1)
+    const now = sqlText('?', [new Date()])
+    const consumer = sqlText('?', [STATISTICS_CONSUMER])
+    const row = (event: ValidEventEnvelope) => `(${consumer}, ${sqlText('?', [event.eventId])}, ${now})`
+    const insert = 'INSERT IGNORE INTO processed_events (consumer, event_id, processed_at) VALUES '
+    let applied: boolean[]
+    if (together) {
+      const recorded = (await session.query(`${insert}${events.map(row).join(', ')}`)) as {
+        affectedRows: number
+      }
+      if (recorded.affectedRows !== events.length) throw new SeenBefore()
+      applied = events.map(() => true)
+    } else {
+      const recorded = (await session.query(events.map((event) => `${insert}${row(event)}`).join(';'))) as
+        | { affectedRows: number }
+        | Array<{ affectedRows: number }>
+      applied = (Array.isArray(recorded) ? recorded : [recorded]).map((r) => r.affectedRows === 1)
+    }
     const sums = new Map<string, { day: string; productId: number; quantity: number; revenue: number }>()
     for (const [i, event] of events.entries()) {
       if (!applied[i]) continue
