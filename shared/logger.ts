@@ -9,7 +9,7 @@ export type Logger = {
   warn(message: string, fields?: Fields): void
   error(message: string, fields?: Fields): void
   child(fields: Fields): Logger
-  /** Writes out what is buffered (the asynchronous destination); resolves once written. */
+  /** Writes out what is buffered (the lines of the current event-loop turn); resolves once written. */
   flush(): Promise<void>
 }
 
@@ -37,10 +37,44 @@ const wrap = (log: pino.Logger): Logger => ({
 })
 
 /**
+ * Stdout, written once per event-loop turn: the lines of a turn (a busy process logs one per request) are
+ * joined and handed to sonic-boom's synchronous writer (which retries a full pipe) as one write when the
+ * turn ends, and whatever is left is written when the process exits. One write() per turn in the
+ * process's own thread: sonic-boom's asynchronous mode hands each write to libuv's thread pool, and that
+ * hand-off (thread wake-ups, a second thread's CPU) made the access line about a sixth of a cached
+ * product read's CPU.
+ */
+function stdoutPerTurn() {
+  const out = pino.destination({ dest: 1, sync: true })
+  let lines: string[] = []
+  let scheduled = false
+  const flush = () => {
+    scheduled = false
+    if (lines.length === 0) return
+    const text = lines.join('')
+    lines = []
+    out.write(text)
+  }
+  process.once('exit', flush)
+  return {
+    write(line: string) {
+      lines.push(line)
+      if (!scheduled) {
+        scheduled = true
+        setImmediate(flush)
+      }
+    },
+    flush(done?: () => void) {
+      flush()
+      done?.()
+    },
+  }
+}
+
+/**
  * One JSON object per line on stdout, `{ time, level, message, ...fields }`: what log shippers and `jq`
- * read without configuration. pino writes through an asynchronous destination (sonic-boom), so a busy
- * process batches its lines into few writes instead of one blocking write per line; pino flushes it when
- * the process exits. `write` (tests, scripts writing to stderr) gets each line synchronously.
+ * read without configuration, written once per event-loop turn (stdoutPerTurn). `write` (tests, scripts
+ * writing to stderr) gets each line as it is logged.
  */
 export function createLogger(level: LogLevel, base: Fields = {}, write?: (line: string) => unknown): Logger {
   const destination = write
@@ -49,7 +83,7 @@ export function createLogger(level: LogLevel, base: Fields = {}, write?: (line: 
           write(line)
         },
       }
-    : pino.destination({ dest: 1, sync: false })
+    : stdoutPerTurn()
   return wrap(
     pino(
       {
