@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
+import { createLogger, type RequestLine } from './logger'
 
 const run = promisify(execFile)
 const LOGGER = fileURLToPath(new URL('./logger.ts', import.meta.url))
@@ -52,5 +53,57 @@ log.info('after')`)
         .filter(Boolean)
         .map((line) => (line === 'marker' ? line : JSON.parse(line).message)),
     ).toEqual(['before', 'marker', 'after'])
+  })
+})
+
+describe('the access line', () => {
+  const written = (level: 'info' | 'warn', log: (logger: ReturnType<typeof createLogger>) => void) => {
+    const lines: string[] = []
+    log(createLogger(level, { service: 'product-get' }, (line) => lines.push(line)).child({ worker: 1 }))
+    return lines
+  }
+  const withoutTime = (line: string) => {
+    const { time, ...rest } = JSON.parse(line) as Record<string, unknown>
+    expect(new Date(String(time)).toISOString()).toBe(time)
+    return rest
+  }
+
+  it.each<RequestLine>([
+    {
+      requestId: 'r-1',
+      method: 'GET',
+      route: '/v1/products/:productId',
+      path: '/v1/products/7',
+      status: 200,
+      durationMs: 0.4,
+      userId: undefined,
+    },
+    {
+      requestId: 'r-2',
+      method: 'POST',
+      route: 'unmatched',
+      path: '/v1/"x"\\\n\u2028é',
+      status: 404,
+      durationMs: 12,
+      userId: 42,
+    },
+  ])('is the line pino writes for info("request", line), key for key and in order', (line) => {
+    const [built] = written('info', (logger) => logger.request(line))
+    const [pinos] = written('info', (logger) => logger.info('request', line))
+    expect(built?.endsWith('\n')).toBe(true)
+    expect(Object.entries(withoutTime(built ?? ''))).toEqual(Object.entries(withoutTime(pinos ?? '')))
+  })
+
+  it('is not written when info is off', () => {
+    const line = {
+      requestId: 'r',
+      method: 'GET',
+      route: '/',
+      path: '/',
+      status: 200,
+      durationMs: 1,
+      userId: 1,
+    }
+    expect(written('warn', (logger) => logger.request(line))).toEqual([])
   })
 })

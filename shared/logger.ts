@@ -3,7 +3,20 @@ import pino from 'pino'
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent'
 type Fields = Record<string, unknown>
 
+/** The access line of one HTTP request (shared/http/app.ts). */
+export type RequestLine = {
+  requestId: string
+  method: string
+  route: string
+  path: string
+  status: number
+  durationMs: number
+  userId: number | undefined
+}
+
 export type Logger = {
+  /** The access line `{ level: "info", message: "request", ...line }`, written when info is on. */
+  request(line: RequestLine): void
   debug(message: string, fields?: Fields): void
   info(message: string, fields?: Fields): void
   warn(message: string, fields?: Fields): void
@@ -27,14 +40,32 @@ function serialise(fields: Fields): Fields {
   return out ?? fields
 }
 
-const wrap = (log: pino.Logger): Logger => ({
-  debug: (message, fields) => log.debug(fields ?? {}, message),
-  info: (message, fields) => log.info(fields ?? {}, message),
-  warn: (message, fields) => log.warn(fields ?? {}, message),
-  error: (message, fields) => log.error(fields ?? {}, message),
-  child: (fields) => wrap(log.child(fields)),
-  flush: () => new Promise<void>((resolve) => log.flush(() => resolve())),
-})
+/**
+ * The access line, built as text: the same JSON object pino writes for `info('request', line)`, key for
+ * key and in its order, without pino's walk over the fields (a tenth of a cached read's CPU went to the
+ * access line). Only the path is the client's own text; the request id is checked or generated, the
+ * method is one Node's parser accepted, and the route is a pattern of ours.
+ */
+const requestLine = (bindings: string, line: RequestLine) =>
+  `{"level":"info","time":"${new Date().toISOString()}"${bindings},"requestId":${JSON.stringify(line.requestId)},"method":${JSON.stringify(line.method)},"route":${JSON.stringify(line.route)},"path":${JSON.stringify(line.path)},"status":${line.status},"durationMs":${line.durationMs}${line.userId === undefined ? '' : `,"userId":${line.userId}`},"message":"request"}\n`
+
+const wrap = (log: pino.Logger, write: (line: string) => void): Logger => {
+  // The logger's fixed fields (base and child bindings) as pino writes them: `,"service":"…"`.
+  const bound = JSON.stringify(log.bindings())
+  const bindings = bound === '{}' ? '' : `,${bound.slice(1, -1)}`
+  const requests = log.isLevelEnabled('info')
+  return {
+    request: (line) => {
+      if (requests) write(requestLine(bindings, line))
+    },
+    debug: (message, fields) => log.debug(fields ?? {}, message),
+    info: (message, fields) => log.info(fields ?? {}, message),
+    warn: (message, fields) => log.warn(fields ?? {}, message),
+    error: (message, fields) => log.error(fields ?? {}, message),
+    child: (fields) => wrap(log.child(fields), write),
+    flush: () => new Promise<void>((resolve) => log.flush(() => resolve())),
+  }
+}
 
 /**
  * Stdout, written once per event-loop turn: the lines of a turn (a busy process logs one per request) are
@@ -95,5 +126,6 @@ export function createLogger(level: LogLevel, base: Fields = {}, write?: (line: 
       },
       destination,
     ),
+    (line) => destination.write(line),
   )
 }

@@ -104,7 +104,7 @@ export function createServiceApp(
     const status = c.res.status
     observe(c.req.method, route, status, seconds)
     if (sample > 0 && (sample >= 1 || Math.random() < sample) && !QUIET_ROUTES.has(route)) {
-      logger.info('request', {
+      logger.request({
         requestId,
         method: c.req.method,
         route,
