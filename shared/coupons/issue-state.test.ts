@@ -2,7 +2,7 @@ import { eq, sql } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { coupons, userCoupons } from '../db/schema'
 import type { RuntimeDeps } from '../runtime/deps'
-import { createTestDeps, uniqueUserId } from '../testing/harness'
+import { createTestDeps, holderInMysql, uniqueUserId } from '../testing/harness'
 import { createCouponIssuer } from './issue'
 import {
   claimSlot,
@@ -43,20 +43,6 @@ async function insertCoupon(totalQuantity: number): Promise<number> {
   return row.id
 }
 
-/** A holder committed in MySQL behind Redis's back (what a persist does, without its Redis side). */
-async function holderInMysql(couponId: number, userId: number) {
-  const now = new Date()
-  await deps.db.transaction(async (tx) => {
-    await tx
-      .update(coupons)
-      .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
-      .where(eq(coupons.id, couponId))
-    await tx
-      .insert(userCoupons)
-      .values({ couponId, userId, issuedAt: now, expiresAt: new Date(now.getTime() + DAY_MS) })
-  })
-}
-
 async function holders(couponId: number) {
   const rows = await deps.db
     .select({ userId: userCoupons.userId })
@@ -85,7 +71,7 @@ describe('the Redis issuing state', () => {
   it('is loaded from MySQL once when 100 concurrent claims find it missing', async () => {
     const couponId = await insertCoupon(1_000)
     const existing = [uniqueUserId(), uniqueUserId()]
-    for (const userId of existing) await holderInMysql(couponId, userId)
+    for (const userId of existing) await holderInMysql(deps, couponId, userId)
     const before = await rebuilds()
     const users = Array.from({ length: 100 }, () => uniqueUserId())
     const claims = await Promise.all(
@@ -166,7 +152,7 @@ describe('the Redis issuing state', () => {
     expect(won.outcome).toBe('CLAIMED')
     expect(await claim(b)).toEqual({ outcome: 'SOLD_OUT', final: false })
     expect(await claim(a)).toEqual({ outcome: 'ALREADY_ISSUED', final: false })
-    await holderInMysql(couponId, a)
+    await holderInMysql(deps, couponId, a)
     await confirmClaim(deps, couponId, a, won.gen)
     expect(await claim(b)).toEqual({ outcome: 'SOLD_OUT', final: true })
     expect(await claim(a)).toEqual({ outcome: 'ALREADY_ISSUED', final: true })
@@ -209,7 +195,7 @@ describe('claims orphaned by a process that died between claim and commit', () =
     const couponId = await insertCoupon(1)
     const [x, y] = [uniqueUserId(), uniqueUserId()]
     await orphanClaim(couponId, x)
-    await holderInMysql(couponId, x) // committed, but the process died before confirming in Redis
+    await holderInMysql(deps, couponId, x) // committed, but the process died before confirming in Redis
 
     await expect(issueTo(couponId, y)).rejects.toMatchObject({ code: 'COUPON_SOLD_OUT' })
     await expect(issueTo(couponId, x)).rejects.toMatchObject({ code: 'COUPON_ALREADY_ISSUED' })

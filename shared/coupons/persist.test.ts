@@ -1,11 +1,11 @@
-import { eq, sql } from 'drizzle-orm'
+import { eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { poolOf } from '../db/client'
 import { coupons, idempotencyKeys, userCoupons } from '../db/schema'
 import { sqlText } from '../db/sql-text'
 import { KeyTaken, noKey, type RecordEffect } from '../idempotency/idempotency'
 import type { RuntimeDeps } from '../runtime/deps'
-import { createTestDeps, uniqueUserId } from '../testing/harness'
+import { createTestDeps, holderInMysql, uniqueUserId } from '../testing/harness'
 import type { CouponDefinition } from './coupons'
 import { type PersistRequest, persistBatch } from './persist'
 
@@ -46,20 +46,6 @@ async function insertCoupon(totalQuantity: number, validDays = 3): Promise<Coupo
     issueEndsAt: null,
     validDays,
   }
-}
-
-/** A holder committed in MySQL behind the batch's back. */
-async function holderInMysql(couponId: number, userId: number) {
-  const now = new Date()
-  await deps.db.transaction(async (tx) => {
-    await tx
-      .update(coupons)
-      .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
-      .where(eq(coupons.id, couponId))
-    await tx
-      .insert(userCoupons)
-      .values({ couponId, userId, issuedAt: now, expiresAt: new Date(now.getTime() + DAY_MS) })
-  })
 }
 
 async function mysqlState(couponId: number) {
@@ -131,7 +117,7 @@ describe('persistBatch: winners written together', () => {
       number,
       number,
     ]
-    await holderInMysql(coupon.id, held)
+    await holderInMysql(deps, coupon.id, held)
     // Redis believed there was room for all of them (a stale state): MySQL has 3 slots left.
     const outcomes = await persistBatch(poolOf(deps.db), [
       winner(coupon, a),

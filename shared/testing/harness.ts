@@ -1,8 +1,10 @@
 import { randomInt } from 'node:crypto'
+import { eq, sql } from 'drizzle-orm'
 import type { Hono } from 'hono'
 import { afterAll, beforeAll } from 'vitest'
 import { charge, ensureAccount } from '../balance/balance'
 import { loadConfig } from '../config'
+import { DAY_MS } from '../coupons/coupons'
 import { coupons, products, userCoupons } from '../db/schema'
 import { inTransaction } from '../db/transaction'
 import type { Deps } from '../deps'
@@ -163,6 +165,23 @@ export async function giveCoupon(
       .$returningId()
     if (!userCoupon) throw new Error('user coupon insert returned no id')
     return { couponId: coupon.id, userCouponId: userCoupon.id }
+  })
+}
+
+/**
+ * A holder of `couponId` committed in MySQL directly (issued_quantity + 1 and the user coupon), behind
+ * the back of Redis's issuing state: what an issue's transaction writes, without its Redis side.
+ */
+export async function holderInMysql(deps: Pick<Deps, 'db'>, couponId: number, userId: number) {
+  const now = new Date()
+  await deps.db.transaction(async (tx) => {
+    await tx
+      .update(coupons)
+      .set({ issuedQuantity: sql`${coupons.issuedQuantity} + 1` })
+      .where(eq(coupons.id, couponId))
+    await tx
+      .insert(userCoupons)
+      .values({ couponId, userId, issuedAt: now, expiresAt: new Date(now.getTime() + DAY_MS) })
   })
 }
 
