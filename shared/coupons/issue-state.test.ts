@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { coupons, userCoupons } from '../db/schema'
 import type { RuntimeDeps } from '../runtime/deps'
 import { createTestDeps, holderInMysql, uniqueUserId } from '../testing/harness'
+import { DAY_MS } from './coupons'
 import { createCouponIssuer } from './issue'
 import {
   claimSlot,
@@ -22,8 +23,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await deps.close()
 })
-
-const DAY_MS = 24 * 3600 * 1000
 
 async function insertCoupon(totalQuantity: number): Promise<number> {
   const [row] = await deps.db

@@ -6,7 +6,7 @@ import { sqlText } from '../db/sql-text'
 import { KeyTaken, noKey, type RecordEffect } from '../idempotency/idempotency'
 import type { RuntimeDeps } from '../runtime/deps'
 import { createTestDeps, holderInMysql, uniqueUserId } from '../testing/harness'
-import type { CouponDefinition } from './coupons'
+import { type CouponDefinition, DAY_MS } from './coupons'
 import { type PersistRequest, persistBatch } from './persist'
 
 let deps: RuntimeDeps
@@ -17,8 +17,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await deps.close()
 })
-
-const DAY_MS = 24 * 3600 * 1000
 
 async function insertCoupon(totalQuantity: number, validDays = 3): Promise<CouponDefinition> {
   const [row] = await deps.db
